@@ -1,0 +1,40 @@
+# `make demo` and `make test` work on a fresh machine: they create .venv and install first.
+PYTHON ?= python3
+VENV ?= .venv
+PY := $(VENV)/bin/python
+STAMP := $(VENV)/.thresher-installed
+# The CPU wheel of torch must be installed before anything can ask for a bare `torch`, which would
+# pull a multi-GB CUDA build. Later stages (perplexity, judges) import it.
+TORCH := torch==2.13.0
+DEMO_RUN ?= thresher-demo-run
+PYTEST_ARGS ?=
+
+.PHONY: install demo test bench clean help
+
+help:
+	@echo "make demo   - install into $(VENV) and curate the embedded demo corpus into $(DEMO_RUN)/"
+	@echo "make test   - install into $(VENV) and run the whole test suite"
+	@echo "make bench  - run the benchmarks in bench/"
+	@echo "make clean  - remove $(VENV), the demo run and caches"
+
+$(STAMP): pyproject.toml
+	$(PYTHON) -m venv $(VENV)
+	$(PY) -m pip install --quiet --upgrade pip
+	$(PY) -m pip install --quiet $(TORCH)
+	$(PY) -m pip install --quiet -e '.[demo,test]'
+	@touch $(STAMP)
+
+install: $(STAMP)
+
+demo: $(STAMP)
+	$(VENV)/bin/thresher demo $(DEMO_RUN)
+
+test: $(STAMP)
+	$(PY) -m pytest $(PYTEST_ARGS)
+
+bench: $(STAMP)
+	$(PY) bench/ingest_throughput.py
+	$(PY) bench/ingest_memory.py
+
+clean:
+	rm -rf $(VENV) $(DEMO_RUN) .pytest_cache

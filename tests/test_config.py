@@ -1,0 +1,43 @@
+import pytest
+
+from thresher.config import ConfigError, Recipe, load_recipe
+
+
+def test_recipe_loads_and_anchors_relative_paths(tmp_path):
+    (tmp_path / "recipe.yaml").write_text(
+        "name: web\nrun_dir: runs/web\nseed: 7\ninputs:\n  - paths: data/*.jsonl\n    format: c4\n"
+    )
+    recipe = load_recipe(tmp_path / "recipe.yaml")
+    assert recipe.seed == 7
+    assert recipe.run_dir == str(tmp_path / "runs/web")
+    assert recipe.inputs[0].paths == [str(tmp_path / "data/*.jsonl")]
+    assert [s.name for s in recipe.scorers] == ["heuristics", "langid"]
+
+
+def test_unknown_key_error_names_the_key_and_the_file(tmp_path):
+    path = tmp_path / "typo.yaml"
+    path.write_text("name: web\nrun_dir: r\ninputs:\n  - paths: [a.jsonl]\n    fromat: c4\n")
+    with pytest.raises(ConfigError) as info:
+        load_recipe(path)
+    message = str(info.value)
+    assert str(path) in message
+    assert "inputs.0.fromat" in message
+
+
+def test_bad_value_and_bad_yaml_are_config_errors(tmp_path):
+    bad_value = tmp_path / "bad.yaml"
+    bad_value.write_text("name: web\nrun_dir: r\ninputs:\n  - paths: [a]\n    format: csv\n")
+    with pytest.raises(ConfigError, match="inputs.0.format"):
+        load_recipe(bad_value)
+    not_yaml = tmp_path / "broken.yaml"
+    not_yaml.write_text("name: [unclosed\n")
+    with pytest.raises(ConfigError, match="not valid YAML"):
+        load_recipe(not_yaml)
+    with pytest.raises(ConfigError, match="no such file"):
+        load_recipe(tmp_path / "missing.yaml")
+
+
+def test_recipe_hash_changes_with_content():
+    base = dict(name="a", run_dir="r", inputs=[{"paths": ["x"]}])
+    assert Recipe(**base).content_hash() == Recipe(**base).content_hash()
+    assert Recipe(**base).content_hash() != Recipe(**base, seed=1).content_hash()

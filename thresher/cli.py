@@ -1,0 +1,205 @@
+"""The `thresher` command line."""
+
+from __future__ import annotations
+
+import os
+import sys
+import time
+from pathlib import Path
+from typing import Annotated, Optional
+
+import typer
+from rich.console import Console
+from rich.table import Table
+
+app = typer.Typer(
+    name="thresher",
+    help="Curate LLM training data: stream corpora into a run directory, score every document, "
+    "query the scores with DuckDB.",
+    no_args_is_help=True,
+    add_completion=False,
+)
+console = Console()
+err_console = Console(stderr=True)
+
+RunDirArg = Annotated[Path, typer.Argument(help="run directory (created if absent)")]
+LogLevel = Annotated[str, typer.Option("--log-level", help="Prefect log level on the console")]
+
+
+def _prefect_logging(level: str) -> None:
+    # Must happen before Prefect is imported: its settings are read at import.
+    os.environ.setdefault("PREFECT_LOGGING_LEVEL", level.upper())
+
+
+def _fail(message: str) -> None:
+    err_console.print(f"[bold red]error:[/] {message}")
+    raise typer.Exit(code=2)
+
+
+def _print_rows(title: str, rows: list[dict]) -> None:
+    if not rows:
+        return
+    table = Table(title=title, title_justify="left")
+    for column in rows[0]:
+        table.add_column(str(column), overflow="fold")
+    for row in rows:
+        table.add_row(*["-" if v is None else f"{v:,}" if isinstance(v, int) and not isinstance(v, bool)
+                        else str(v) for v in row.values()])
+    console.print(table)
+
+
+def _print_ingest(result: dict) -> None:
+    _print_rows("ingest", [{
+        "shards": result["shards"], "skipped (cached)": result["shards_skipped"], "rows in": result["rows_in"],
+        "written": result["rows_written"], "quarantined": result["rows_quarantined"],
+    }])
+    if result["quarantine_reasons"]:
+        _print_rows("quarantine reasons", [{"reason": r, "rows": n} for r, n in result["quarantine_reasons"].items()])
+
+
+def _print_score(result: dict) -> None:
+    _print_rows("score", result["scorers"])
+
+
+def _run_flow(fn, *args):
+    from thresher.config import ConfigError
+    from thresher.progress import show_progress
+    from thresher.storage.readers import InputError
+
+    try:
+        with show_progress(console):
+            return fn(*args)
+    except (ConfigError, InputError, FileNotFoundError, ValueError) as exc:
+        _fail(str(exc))
+
+
+@app.command()
+def ingest(
+    run_dir: RunDirArg,
+    inputs: Annotated[list[str], typer.Argument(help="input files, globs or directories")],
+    format: Annotated[str, typer.Option(help="auto|c4|fineweb|refinedweb|jsonl|parquet|alpaca|sharegpt")] = "auto",
+    text_field: Annotated[Optional[str], typer.Option(help="text column for jsonl/parquet")] = None,
+    url_field: Annotated[Optional[str], typer.Option(help="URL column for jsonl/parquet")] = None,
+    max_doc_bytes: Annotated[int, typer.Option(help="quarantine documents larger than this")] = 2 << 20,
+    batch_rows: Annotated[int, typer.Option(help="rows per Arrow batch / Parquet row group")] = 2048,
+    log_level: LogLevel = "WARNING",
+) -> None:
+    """Stream INPUTS into RUN_DIR/documents (or instructions); bad rows go to RUN_DIR/quarantine."""
+    _prefect_logging(log_level)
+    from pydantic import ValidationError
+
+    from thresher.config import IngestConfig, InputSpec
+    from thresher.flows.ingest import ingest_flow
+
+    try:
+        spec = InputSpec(paths=inputs, format=format, text_field=text_field, url_field=url_field)
+        config = IngestConfig(max_doc_bytes=max_doc_bytes, batch_rows=batch_rows)
+    except ValidationError as exc:
+        _fail(str(exc))
+    result = _run_flow(ingest_flow, str(run_dir), [spec], config)
+    _print_ingest(result)
+    console.print(f"run directory: [bold]{result['run_dir']}[/]")
+
+
+@app.command()
+def score(
+    run_dir: Annotated[Path, typer.Argument(help="an ingested run directory")],
+    scorer: Annotated[Optional[list[str]], typer.Option("--scorer", "-s", help="scorer name; repeatable")] = None,
+    log_level: LogLevel = "WARNING",
+) -> None:
+    """Run scorers over every shard of RUN_DIR into scores/<scorer>@<version>/ sidecar tables."""
+    _prefect_logging(log_level)
+    from thresher.config import DEFAULT_SCORERS, ScorerSpec
+    from thresher.flows.score import score_flow
+
+    specs = [ScorerSpec(name=n) for n in scorer] if scorer else list(DEFAULT_SCORERS)
+    _print_score(_run_flow(score_flow, str(run_dir), specs))
+
+
+@app.command()
+def curate(
+    recipe: Annotated[Path, typer.Argument(help="recipe YAML: name, run_dir, inputs, ingest, scorers, seed")],
+    log_level: LogLevel = "WARNING",
+) -> None:
+    """Run the end-to-end curate flow (ingest, score, catalog) described by RECIPE."""
+    _prefect_logging(log_level)
+    from thresher.config import load_recipe
+    from thresher.flows.curate import curate_flow
+
+    started = time.perf_counter()
+    loaded = _run_flow(load_recipe, recipe)
+    result = _run_flow(curate_flow, loaded)
+    _print_ingest(result["ingest"])
+    _print_score(result["score"])
+    console.print(f"run directory: [bold]{result['run_dir']}[/]  ({time.perf_counter() - started:.1f} s)")
+
+
+@app.command()
+def sql(
+    run_dir: Annotated[Path, typer.Argument(help="a run directory")],
+    query: Annotated[Optional[str], typer.Argument(help="SQL; omit for an interactive shell")] = None,
+    max_rows: Annotated[int, typer.Option(help="rows to print at most")] = 50,
+    output: Annotated[str, typer.Option("--output", "-o", help="table|csv|json")] = "table",
+) -> None:
+    """Query RUN_DIR's DuckDB catalog (read-only). `SELECT * FROM thresher_views` lists the views."""
+    from thresher.storage.catalog import open_catalog
+    from thresher.storage.run_dir import RunDir
+    from thresher.sql_shell import print_result, run_shell
+
+    try:
+        con = open_catalog(RunDir(run_dir), read_only=True)
+    except FileNotFoundError as exc:
+        _fail(str(exc))
+    with con:
+        if query is None:
+            run_shell(con, console, max_rows=max_rows)
+            return
+        import duckdb
+
+        try:
+            relation = con.sql(query)
+        except duckdb.Error as exc:
+            _fail(str(exc))
+        print_result(relation, console, max_rows=max_rows, output=output)
+
+
+@app.command()
+def scorers() -> None:
+    """List the available scorers and the columns each writes."""
+    from thresher.scorers.registry import available_scorers, build_scorer
+
+    rows = []
+    for name in available_scorers():
+        scorer = build_scorer(name)
+        columns = [f.name for f in scorer.output_schema if f.name != "doc_id"]
+        rows.append({"scorer": f"{scorer.name}@{scorer.version}", "columns": ", ".join(columns)})
+    _print_rows("scorers", rows)
+
+
+@app.command()
+def demo(
+    run_dir: Annotated[Path, typer.Argument(help="where the demo run goes")] = Path("thresher-demo-run"),
+    conversations: Annotated[int, typer.Option(help="ShareGPT conversations to take")] = 1500,
+    log_level: LogLevel = "WARNING",
+) -> None:
+    """Curate the embedded demo corpus end to end (no network needed) and show how to query it."""
+    _prefect_logging(log_level)
+    from thresher.demo import run_demo
+
+    started = time.perf_counter()
+    result = _run_flow(run_demo, run_dir, conversations)
+    _print_ingest(result["ingest"])
+    _print_score(result["score"])
+    console.print(f"\n[bold green]demo finished[/] in {time.perf_counter() - started:.1f} s")
+    console.print(f"run directory: [bold]{result['run_dir']}[/]\n")
+    console.print("Try:")
+    for query in result["example_queries"]:
+        console.print(f"  thresher sql {run_dir} \"{query}\"")
+
+
+def main() -> None:  # pragma: no cover - console entry point
+    sys.exit(app())
+
+
+if __name__ == "__main__":  # pragma: no cover
+    app()

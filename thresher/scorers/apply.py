@@ -1,0 +1,49 @@
+"""Run one scorer over one shard of a run, streaming, into its versioned sidecar table."""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable
+
+import pyarrow.parquet as pq
+
+from thresher.scorers.base import Scorer, check_output, scorer_key, scorer_params_hash
+from thresher.storage.parquet_io import AtomicParquetWriter, read_cache_key
+from thresher.storage.run_dir import RunDir
+
+SCORE_BATCH_ROWS = 1024
+
+
+def score_cache_key(run: RunDir, scorer: Scorer, table: str, shard_id: str) -> str:
+    """The input part's own cache key (its content identity) + scorer@version + params hash."""
+    input_key = read_cache_key(run.table_part(table, shard_id))
+    if input_key is None:
+        raise FileNotFoundError(f"{run.table_part(table, shard_id)} is missing or was not written by thresher")
+    return f"{scorer_key(scorer)}:{scorer_params_hash(scorer)}<-{input_key}"
+
+
+def score_shard(
+    run: RunDir,
+    scorer: Scorer,
+    table: str,
+    shard_id: str,
+    on_rows: Callable[[int], None] | None = None,
+) -> dict:
+    """Score the `table` part of `shard_id` unless its sidecar exists under the same cache key."""
+    cache_key = score_cache_key(run, scorer, table, shard_id)
+    source = pq.ParquetFile(run.table_part(table, shard_id))
+    rows = source.metadata.num_rows
+    out_path = run.score_part(scorer_key(scorer), shard_id)
+    base = {"scorer": scorer_key(scorer), "table": table, "shard_id": shard_id, "rows": rows}
+    if read_cache_key(out_path) == cache_key:
+        if on_rows:
+            on_rows(rows)
+        return {**base, "seconds": 0.0, "skipped": True}
+
+    started = time.perf_counter()
+    with AtomicParquetWriter(out_path, scorer.output_schema, cache_key) as writer:
+        for batch in source.iter_batches(batch_size=SCORE_BATCH_ROWS, columns=["doc_id", "text"]):
+            writer.write(check_output(scorer, batch, scorer.score(batch)))
+            if on_rows:
+                on_rows(batch.num_rows)
+    return {**base, "seconds": round(time.perf_counter() - started, 3), "skipped": False}

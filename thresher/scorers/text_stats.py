@@ -1,0 +1,114 @@
+"""Pure text statistics shared by the heuristic scorers: word tokenisation and repetition measures.
+
+Word tokenisation (one rule for every heuristic that counts words):
+
+    a word is a run of word characters (`\\w`: letters, digits, underscore, in any script), joined
+    across a single inner hyphen, apostrophe (' or ’) or period ("e-mail", "don't", "U.S", "3.14",
+    "example.com"), and across a comma, colon or slash between digits ("1,000", "10:30", "24/7").
+    Everything else (punctuation, symbols, emoji, whitespace) separates words and is not a word.
+
+datatrove tokenises with spaCy's per-language tokenizers (NLTK's `word_tokenize` in older
+releases). Those are ~50x slower and differ in ways that move the numbers a little: spaCy splits
+clitics and hyphens ("do", "n't"; "e", "-", "mail") and returns punctuation as tokens, which
+datatrove then counts in some denominators (the alpha-word ratio, the symbol ratio, the newline
+ratio) but not in others (the word count). Here punctuation is never a word, so every per-word
+ratio has the same denominator. Scripts written without spaces (Chinese, Japanese, Thai) come out
+as one "word" per run of characters, so word-based numbers are meaningless for them, as are the
+English-tuned Gopher rules themselves.
+"""
+
+from __future__ import annotations
+
+import re
+from collections import Counter
+from itertools import accumulate, compress
+
+WORD_RE = re.compile(r"\w+(?:[-'’.]\w+|(?<=\d)[,:/]\d+)*")
+
+
+def words(text: str) -> list[str]:
+    return WORD_RE.findall(text)
+
+
+def duplicates(items: list[str]) -> tuple[int, int]:
+    """(how many items repeat an earlier item, their total length): what removing repeats saves."""
+    seen: set[str] = set()
+    n_dup = dup_chars = 0
+    for item in items:
+        if item in seen:
+            n_dup += 1
+            dup_chars += len(item)
+        else:
+            seen.add(item)
+    return n_dup, dup_chars
+
+
+def _covered_chars(starts: list[int], n: int, prefix: list[int]) -> int:
+    """Characters of the words covered by n-grams starting at the sorted `starts`, each word once."""
+    chars = 0
+    end = 0
+    for i in starts:
+        lo = i if i > end else end
+        end = i + n
+        chars += prefix[end] - prefix[lo]
+    return chars
+
+
+def ngram_repetition(
+    tokens: list[str], top_ns: tuple[int, ...], dup_ns: tuple[int, ...]
+) -> tuple[list[float], list[float]]:
+    """Gopher's n-gram repetition fractions, as fractions of the characters of all words.
+
+    top (n in `top_ns`): characters covered by every occurrence of the most frequent n-gram; 0 when
+    no n-gram occurs twice. Ties go to the longest n-gram, so the result does not depend on order.
+    dup (n in `dup_ns`): characters covered by the occurrences of n-grams that repeat an earlier
+    occurrence (what removing the repeats would save, as in datatrove and NeMo Curator).
+
+    Overlapping occurrences count each word once, so every value lies in [0, 1], and the
+    denominator is the characters of the words (not of the text), so whitespace and punctuation do
+    not dilute it: a text that is one passage written twice scores 0.5 for every dup n.
+
+    An n-gram can occur twice only if both of its (n-1)-grams do, so the candidates for n are the
+    positions i where the (n-1)-grams at i and i+1 both repeat. Each n builds on n-1 and only visits
+    those candidates, which on prose shrink to a handful after n = 3; building every n-gram of every
+    n instead is the cost that dominates naive implementations.
+    """
+    n_words = len(tokens)
+    max_n = max((*top_ns, *dup_ns))
+    top = dict.fromkeys(top_ns, 0.0)
+    dup = dict.fromkeys(dup_ns, 0.0)
+    prefix = [0, *accumulate(map(len, tokens))]
+    total = prefix[-1]
+    if n_words < 2 or total == 0:
+        return [top[n] for n in top_ns], [dup[n] for n in dup_ns]
+
+    # A word's id is the position of its first occurrence; likewise for longer grams below.
+    first = dict(zip(reversed(tokens), range(n_words - 1, -1, -1)))
+    word_ids = list(map(first.__getitem__, tokens))
+    counts = Counter(word_ids)
+    repeated = list(compress(range(n_words), map((1).__lt__, map(counts.__getitem__, word_ids))))
+    gram_ids: dict[int, int] | list[int] = word_ids
+
+    for n in range(2, max_n + 1):
+        repeated_set = set(repeated)
+        cand = [i for i in repeated if i + 1 in repeated_set]
+        if not cand:
+            break
+        keys = [(gram_ids[i], word_ids[i + n - 1]) for i in cand]
+        counts = Counter(keys)
+        first_pos = dict(zip(reversed(keys), reversed(cand)))
+        if n in top:
+            best_count = max(counts.values())
+            if best_count > 1:
+                best = max(
+                    (k for k, c in counts.items() if c == best_count),
+                    key=lambda k: prefix[first_pos[k] + n] - prefix[first_pos[k]],
+                )
+                starts = [i for i, k in zip(cand, keys) if k == best]
+                top[n] = _covered_chars(starts, n, prefix) / total
+        if n in dup:
+            starts = [i for i, k in zip(cand, keys) if first_pos[k] != i]
+            dup[n] = _covered_chars(starts, n, prefix) / total
+        repeated = [i for i, k in zip(cand, keys) if counts[k] > 1]
+        gram_ids = dict(zip(cand, map(first_pos.__getitem__, keys)))
+    return [top[n] for n in top_ns], [dup[n] for n in dup_ns]

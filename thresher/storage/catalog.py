@@ -1,0 +1,116 @@
+"""The run's DuckDB catalog: views over the Parquet tables of a run directory.
+
+Tasks write Parquet only; `build_catalog` (re)creates the views at the end of each stage, in the
+one process that holds the database for writing. The views use paths relative to the run
+directory, and `open_catalog` sets DuckDB's `file_search_path` to it, so a run directory keeps
+working after it is moved or copied. Readers open the catalog read-only.
+"""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass
+from pathlib import Path
+
+import duckdb
+
+from thresher.storage.run_dir import DATA_TABLES, RunDir
+
+
+@dataclass(frozen=True)
+class CatalogView:
+    name: str
+    description: str
+
+
+def _quote_ident(name: str) -> str:
+    return '"' + name.replace('"', '""') + '"'
+
+
+def _version_sort_key(version: str) -> tuple:
+    return tuple(int(p) if p.isdigit() else p for p in re.split(r"[.\-]", version))
+
+
+def score_view_name(scorer_key: str, *, versioned: bool) -> str:
+    name, _, version = scorer_key.partition("@")
+    suffix = "_v" + re.sub(r"\W", "_", version) if versioned else ""
+    return f"score_{name}{suffix}"
+
+
+def latest_score_keys(run: RunDir) -> list[str]:
+    """The newest version of each scorer present in the run, one key per scorer name."""
+    newest: dict[str, str] = {}
+    for key in run.score_keys():
+        name, _, version = key.partition("@")
+        if name not in newest or _version_sort_key(version) > _version_sort_key(newest[name].partition("@")[2]):
+            newest[name] = key
+    return [newest[name] for name in sorted(newest)]
+
+
+def _has_parts(directory: Path) -> bool:
+    return directory.is_dir() and any(directory.glob("part-*.parquet"))
+
+
+def build_catalog(run: RunDir) -> list[CatalogView]:
+    """(Re)create every view in `<run>/catalog.duckdb`; returns the views it made."""
+    views: list[CatalogView] = []
+    con = duckdb.connect(str(run.catalog_path))
+    try:
+        con.execute("SET file_search_path = ?", [str(run.root)])
+        existing = [row[0] for row in con.execute(
+            "SELECT view_name FROM duckdb_views() WHERE NOT internal AND database_name = current_database()"
+        ).fetchall()]
+        for name in existing:
+            con.execute(f"DROP VIEW {_quote_ident(name)}")
+
+        def create(name: str, sql: str, description: str) -> None:
+            con.execute(f"CREATE VIEW {_quote_ident(name)} AS {sql}")
+            views.append(CatalogView(name, description))
+
+        def parquet(relative_dir: str) -> str:
+            # union_by_name lets shards written by different schema versions share one view.
+            return f"read_parquet('{relative_dir}/part-*.parquet', union_by_name = true)"
+
+        for table in (*DATA_TABLES, "quarantine"):
+            if _has_parts(run.table_dir(table)):
+                create(table, f"SELECT * FROM {parquet(table)}", f"every {table} row of the run")
+        if (run.root / "stats" / "ingest").is_dir() and any((run.root / "stats" / "ingest").glob("*.json")):
+            create(
+                "ingest_stats",
+                "SELECT * EXCLUDE (quarantine_reasons), to_json(quarantine_reasons) AS quarantine_reasons "
+                "FROM read_json('stats/ingest/*.json', union_by_name = true)",
+                "per-shard ingest counts: rows_in = rows_written + rows_quarantined",
+            )
+
+        latest = set(latest_score_keys(run))
+        for key in run.score_keys():
+            relative = f"scores/{key}"
+            if not _has_parts(run.root / relative):
+                continue
+            create(score_view_name(key, versioned=True), f"SELECT * FROM {parquet(relative)}", f"scores of {key}")
+            if key in latest:
+                create(score_view_name(key, versioned=False), f"SELECT * FROM {parquet(relative)}",
+                       f"scores of {key} (the newest version of {key.partition('@')[0]})")
+
+        score_views = [score_view_name(k, versioned=False) for k in sorted(latest)
+                       if _has_parts(run.root / "scores" / k)]
+        for table in DATA_TABLES:
+            if not any(v.name == table for v in views):
+                continue
+            joins = " ".join(f"LEFT JOIN {_quote_ident(v)} USING (doc_id)" for v in score_views)
+            create(f"{table}_scored", f"SELECT * FROM {table} {joins}",
+                   f"{table} joined to the newest version of every score table")
+        con.execute("CREATE OR REPLACE TABLE thresher_views (name VARCHAR, description VARCHAR)")
+        con.executemany("INSERT INTO thresher_views VALUES (?, ?)", [(v.name, v.description) for v in views])
+    finally:
+        con.close()
+    return views
+
+
+def open_catalog(run: RunDir, *, read_only: bool = True) -> duckdb.DuckDBPyConnection:
+    """A connection to the run's catalog whose relative view paths resolve inside the run."""
+    if not run.catalog_path.is_file():
+        raise FileNotFoundError(f"{run.catalog_path} does not exist: run `thresher ingest` or `thresher curate` first")
+    con = duckdb.connect(str(run.catalog_path), read_only=read_only)
+    con.execute("SET file_search_path = ?", [str(run.root)])
+    return con
