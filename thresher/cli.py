@@ -11,6 +11,7 @@ from typing import Annotated, Optional
 import typer
 from rich.console import Console
 from rich.table import Table
+from rich.text import Text
 
 app = typer.Typer(
     name="thresher",
@@ -32,7 +33,8 @@ def _prefect_logging(level: str) -> None:
 
 
 def _fail(message: str) -> None:
-    err_console.print(f"[bold red]error:[/] {message}")
+    # soft_wrap keeps paths whole; Text keeps brackets in messages from being read as markup.
+    err_console.print(Text("error: ", style="bold red") + Text(message), soft_wrap=True)
     raise typer.Exit(code=2)
 
 
@@ -194,7 +196,7 @@ def demo(
     console.print(f"run directory: [bold]{result['run_dir']}[/]\n")
     console.print("Try:")
     for query in result["example_queries"]:
-        console.print(f"  thresher sql {run_dir} \"{query}\"")
+        console.print(f"  thresher sql {run_dir} \"{query}\"", soft_wrap=True, markup=False, highlight=False)
 
 
 def main() -> None:  # pragma: no cover - console entry point

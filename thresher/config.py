@@ -31,7 +31,6 @@ class InputSpec(StrictModel):
         "auto", description="reader preset; 'auto' decides from the file name and columns"
     )
     text_field: str | None = Field(None, description="text column (jsonl/parquet); preset default")
-    id_field: str | None = Field(None, description="the source's own id column, kept in meta_json")
     url_field: str | None = None
     timestamp_field: str | None = None
 

@@ -52,3 +52,11 @@ def test_json_written_atomically(tmp_path):
     write_json_atomic(tmp_path / "s" / "x.json", {"b": 1, "a": [1, 2]})
     assert (tmp_path / "s" / "x.json").read_text().startswith('{\n  "a"')
     assert os.listdir(tmp_path / "s") == ["x.json"]
+
+
+def test_temp_file_of_a_killed_writer_is_cleared_by_the_next(tmp_path):
+    path = tmp_path / "part-a.parquet"
+    (tmp_path / "part-a.parquet.tmp-99999").write_bytes(b"half a file")
+    with AtomicParquetWriter(path, SCHEMA) as writer:
+        writer.write(batch(["a"]))
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["part-a.parquet"]

@@ -7,7 +7,7 @@ from prefect.futures import as_completed
 
 from thresher.config import IngestConfig, InputSpec
 from thresher.flows.artifacts import ingest_summary, publish_ingest
-from thresher.flows.tasks import ingest_shard_task, run_result_storage
+from thresher.flows.tasks import ingest_shard_task, result_of, run_result_storage
 from thresher.progress import stage_progress
 from thresher.storage.catalog import build_catalog
 from thresher.storage.ingest import finished_stats, ingest_cache_key
@@ -45,7 +45,7 @@ def ingest_flow(run_dir: str, inputs: list[InputSpec], ingest: IngestConfig = In
         }
         for future in as_completed(list(futures)):
             spec, shard, key = futures[future]
-            result = future.result()
+            result = result_of(future)
             if finished_stats(run, shard, key) is None:
                 # A cached result whose files were deleted since: do the shard again.
                 result = task.with_options(refresh_cache=True)(str(run.root), shard, spec, ingest, key)

@@ -7,7 +7,7 @@ from prefect.futures import as_completed
 
 from thresher.config import DEFAULT_SCORERS, ScorerSpec
 from thresher.flows.artifacts import publish_score, score_summary
-from thresher.flows.tasks import run_result_storage, score_shard_task
+from thresher.flows.tasks import result_of, run_result_storage, score_shard_task
 from thresher.progress import stage_progress
 from thresher.scorers.apply import score_cache_key
 from thresher.scorers.base import scorer_key
@@ -36,7 +36,7 @@ def score_flow(run_dir: str, scorers: list[ScorerSpec] = list(DEFAULT_SCORERS)) 
                 futures[task.submit(str(run.root), scorer, table, shard_id, key)] = (table, shard_id, key)
             for future in as_completed(list(futures)):
                 table, shard_id, key = futures[future]
-                result = future.result()
+                result = result_of(future)
                 if read_cache_key(run.score_part(scorer_key(scorer), shard_id)) != key:
                     result = task.with_options(refresh_cache=True)(str(run.root), scorer, table, shard_id, key)
                 stats.append(result)

@@ -11,7 +11,6 @@ from __future__ import annotations
 from pathlib import Path
 
 from prefect import task
-from prefect.filesystems import LocalFileSystem
 
 from thresher.config import IngestConfig, InputSpec
 from thresher.scorers.apply import score_shard
@@ -25,9 +24,11 @@ def _explicit_cache_key(context, parameters: dict) -> str:
     return parameters["cache_key"]
 
 
-def run_result_storage(run: RunDir) -> LocalFileSystem:
-    """Task results live inside the run, so one run's cache can never vouch for another's files."""
-    return LocalFileSystem(basepath=str(Path(run.root) / ".prefect-results"))
+def run_result_storage(run: RunDir) -> Path:
+    """Task results live inside the run, so one run's cache can never vouch for another's files.
+
+    A Path is Prefect's local-filesystem storage that needs no saved block."""
+    return Path(run.root) / ".prefect-results"
 
 
 @task(name="ingest-shard", cache_key_fn=_explicit_cache_key, persist_result=True,
@@ -43,3 +44,11 @@ def ingest_shard_task(run_root: str, shard: Shard, spec: InputSpec, ingest: Inge
       task_run_name="{table}/{shard_id}")
 def score_shard_task(run_root: str, scorer: Scorer, table: str, shard_id: str, cache_key: str) -> dict:
     return score_shard(RunDir(run_root), scorer, table, shard_id)
+
+
+def result_of(future) -> dict:
+    """A task's stats; a result served from Prefect's cache is reported as skipped and free."""
+    result = future.result()
+    if future.state.name == "Cached":
+        return {**result, "skipped": True, "seconds": 0.0}
+    return result

@@ -34,6 +34,7 @@ class AtomicParquetWriter:
         self.path = Path(path)
         self.path.parent.mkdir(parents=True, exist_ok=True)
         self.schema = _with_cache_key(schema, cache_key)
+        _remove_stale_temps(self.path)
         self._tmp = self.path.with_name(f"{self.path.name}.tmp-{os.getpid()}")
         self._writer = pq.ParquetWriter(self._tmp, self.schema, compression=COMPRESSION)
         self.rows = 0
@@ -87,10 +88,18 @@ def read_cache_key(path: str | Path) -> str | None:
 def write_json_atomic(path: str | Path, payload: object) -> None:
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
+    _remove_stale_temps(path)
     tmp = path.with_name(f"{path.name}.tmp-{os.getpid()}")
     tmp.write_text(json.dumps(payload, indent=2, sort_keys=True, default=str) + "\n", encoding="utf-8")
     _fsync(tmp)
     os.replace(tmp, path)
+
+
+def _remove_stale_temps(path: Path) -> None:
+    # One writer per output file at a time is the design, so a temp sibling is the remains of a
+    # killed process.
+    for stale in path.parent.glob(f"{path.name}.tmp-*"):
+        stale.unlink(missing_ok=True)
 
 
 def _fsync(path: Path) -> None:

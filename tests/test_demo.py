@@ -1,0 +1,29 @@
+"""The embedded demo, end to end, on a smaller slice of its corpus."""
+
+import pytest
+
+from thresher.demo import EXAMPLE_QUERIES, run_demo
+from thresher.storage.catalog import open_catalog
+from thresher.storage.run_dir import RunDir
+
+pytestmark = pytest.mark.usefixtures("prefect_harness")
+
+
+def test_demo_curates_its_embedded_corpus(tmp_path):
+    result = run_demo(tmp_path / "demo", conversations=60)
+    ingest = result["ingest"]
+    assert ingest["rows_in"] == ingest["rows_written"] + ingest["rows_quarantined"]
+    assert set(ingest["quarantine_reasons"]) == {
+        "truncated_archive", "invalid_json", "invalid_utf8", "empty_text", "non_string_text", "missing_text"}
+    run = RunDir(result["run_dir"])
+    with open_catalog(run) as con:
+        docs, instructions = con.execute(
+            "SELECT (SELECT count(*) FROM documents), (SELECT count(*) FROM instructions)").fetchall()[0]
+        assert docs > 100 and 0 < instructions <= 60
+        # Licence files make exact duplicates: the corpus exercises dedup.
+        copies = con.execute("SELECT max(n) FROM (SELECT count(*) AS n FROM documents GROUP BY hash(text))").fetchall()
+        assert copies[0][0] >= 3
+        assert con.execute("SELECT count(*) FROM instructions_scored WHERE lang IS NOT NULL").fetchall()[0][0] > 0
+        for query in EXAMPLE_QUERIES:
+            assert con.execute(query).fetchall(), query
+    assert (run.root / "recipe.yaml").is_file()

@@ -1,0 +1,933 @@
+"""Find input shards and stream them as Arrow record batches in the Document or Instruction schema.
+
+Every input record ends up in exactly one place: a row of `ReadBatch.records` or a row of
+`ReadBatch.quarantine` (which may stand for several input rows, see QUARANTINE_SCHEMA), so that
+`rows_in == records.num_rows + sum(quarantine.n_rows)` holds for every batch and the counts of a
+shard reconcile. Nothing reads a whole file into memory: JSON lines are read one bounded line at a
+time, JSON arrays through ijson, Parquet one record batch at a time.
+
+Containers are decided by the file: `.parquet` is Parquet, `.jsonl*` is JSON lines, and any other
+file is a JSON array if its first non-blank byte is `[` and JSON lines if it is `{`. The format
+(c4, fineweb, ...) only names the fields to read, so every preset works in every container.
+"""
+
+from __future__ import annotations
+
+import glob
+import gzip
+import hashlib
+import io
+import json
+import os
+import re
+import zlib
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass
+from datetime import datetime
+from typing import Any, BinaryIO, NamedTuple
+
+import ijson
+import orjson
+import pyarrow as pa
+import pyarrow.compute as pc
+import pyarrow.parquet as pq
+import zstandard
+
+from thresher.config import IngestConfig, InputSpec
+from thresher.schema import (
+    CONVERSATION_TYPE,
+    DOCUMENT_SCHEMA,
+    INSTRUCTION_SCHEMA,
+    QUARANTINE_SCHEMA,
+    QuarantineReason,
+    make_doc_id,
+)
+
+KNOWN_EXTENSIONS = (
+    ".jsonl",
+    ".json",
+    ".jsonl.gz",
+    ".json.gz",
+    ".jsonl.zst",
+    ".json.zst",
+    ".parquet",
+)
+INSTRUCTION_FORMATS = frozenset({"alpaca", "sharegpt"})
+
+# Quarantined raw bytes are evidence for a human, not a copy of the input: capping them keeps the
+# quarantine table small however large the offending line is.
+RAW_LIMIT = 64 << 10
+_FINGERPRINT_SPAN = 1 << 20
+_READ_BUFFER = 1 << 20
+_ZSTD_BLOCK = 128 << 10
+# Auto-detection looks at this many non-blank lines for one JSON object; longer lines are skipped.
+_SNIFF_LINES = 100
+_SNIFF_LINE_LIMIT = 8 << 20
+
+_TIMESTAMP_TYPE = pa.timestamp("us", tz="UTC")
+_DECOMPRESSION_ERRORS = (EOFError, zlib.error, gzip.BadGzipFile, zstandard.ZstdError)
+_SHARD_STEM_UNSAFE = re.compile(r"[^A-Za-z0-9._-]+")
+
+# (text, url, timestamp) field names of each document preset; InputSpec fields override them.
+_DOCUMENT_FIELDS = {
+    "c4": ("text", "url", "timestamp"),
+    "fineweb": ("text", "url", "date"),
+    "refinedweb": ("content", "url", "timestamp"),
+    "jsonl": ("text", None, None),
+    "parquet": ("text", None, None),
+}
+_ALPACA_FIELDS = frozenset({"instruction", "input", "output"})
+_ROLES = {
+    "human": "user",
+    "user": "user",
+    "gpt": "assistant",
+    "assistant": "assistant",
+    "chatgpt": "assistant",
+    "bard": "assistant",
+    "system": "system",
+}
+
+
+class InputError(Exception):
+    """An input that is unusable as a whole; the message names the file and the problem."""
+
+
+@dataclass(frozen=True)
+class Shard:
+    path: str
+    format: str
+    fingerprint: str
+    shard_id: str
+    table: str
+
+
+@dataclass(frozen=True)
+class ReadBatch:
+    records: pa.RecordBatch
+    quarantine: pa.RecordBatch
+    rows_in: int
+
+
+# ---------------------------------------------------------------------------------------------
+# Discovery
+
+
+def file_fingerprint(path: str | os.PathLike[str]) -> str:
+    """blake2b-128 (hex) of the file's size, its first MiB and its last MiB.
+
+    Content-based, so a moved, renamed or copied file keeps its fingerprint and with it its shard
+    id and doc_ids; files up to 2 MiB are hashed whole. Caveat: for larger files the bytes between
+    the first and the last MiB are not read, so two files of equal size that differ only there
+    get the same fingerprint (and are taken as one input), and an in-place edit there goes
+    unnoticed. That is the price of fingerprinting terabytes of shards without reading them.
+    """
+    size = os.path.getsize(path)
+    digest = hashlib.blake2b(digest_size=16)
+    digest.update(size.to_bytes(8, "little"))
+    with open(path, "rb") as handle:
+        digest.update(handle.read(_FINGERPRINT_SPAN))
+        if size > _FINGERPRINT_SPAN:
+            handle.seek(max(_FINGERPRINT_SPAN, size - _FINGERPRINT_SPAN))
+            digest.update(handle.read(_FINGERPRINT_SPAN))
+    return digest.hexdigest()
+
+
+def discover_shards(spec: InputSpec) -> list[Shard]:
+    """The input files of `spec`, sorted by path, one Shard per distinct file content.
+
+    A path may be a file (taken whatever its name), a glob pattern (`**` recurses) or a directory
+    (walked recursively). Globs and directories take only files with a known extension
+    (KNOWN_EXTENSIONS) and skip hidden files and directories. A file reached twice, or two files
+    with the same fingerprint, give one shard: the first by path.
+    """
+    paths: set[str] = set()
+    for pattern in spec.paths:
+        matched = _expand(pattern)
+        if not matched:
+            raise InputError(
+                f"{pattern}: matches no input file (globs and directories take only "
+                f"{', '.join(KNOWN_EXTENSIONS)} files)"
+            )
+        paths.update(matched)
+
+    shards: list[Shard] = []
+    fingerprints: set[str] = set()
+    for path in sorted(paths):
+        fingerprint = file_fingerprint(path)
+        if fingerprint in fingerprints:
+            continue
+        fingerprints.add(fingerprint)
+        fmt = _detect_format(path) if spec.format == "auto" else spec.format
+        shards.append(
+            Shard(
+                path=path,
+                format=fmt,
+                fingerprint=fingerprint,
+                shard_id=f"{_safe_stem(path)}-{fingerprint[:12]}",
+                table="instructions" if fmt in INSTRUCTION_FORMATS else "documents",
+            )
+        )
+    return shards
+
+
+def _has_known_extension(name: str) -> bool:
+    return name.endswith(KNOWN_EXTENSIONS) and not name.startswith(".")
+
+
+def _walk(directory: str) -> list[str]:
+    found = []
+    for root, dirs, files in os.walk(directory):
+        dirs[:] = [d for d in dirs if not d.startswith(".")]
+        found.extend(os.path.join(root, name) for name in files if _has_known_extension(name))
+    return found
+
+
+def _expand(pattern: str) -> list[str]:
+    if any(char in pattern for char in "*?["):
+        found = []
+        for match in glob.glob(pattern, recursive=True):
+            if os.path.isdir(match):
+                found.extend(_walk(match))
+            elif os.path.isfile(match) and _has_known_extension(os.path.basename(match)):
+                found.append(match)
+    elif os.path.isdir(pattern):
+        found = _walk(pattern)
+    elif os.path.isfile(pattern):
+        found = [pattern]
+    else:
+        found = []
+    return [os.path.abspath(path) for path in found]
+
+
+def _safe_stem(path: str) -> str:
+    name = os.path.basename(path)
+    known = [ext for ext in KNOWN_EXTENSIONS if name.endswith(ext)]
+    stem = name[: -len(max(known, key=len))] if known else os.path.splitext(name)[0]
+    return _SHARD_STEM_UNSAFE.sub("_", stem).strip("._")[:80] or "shard"
+
+
+def _container(path: str) -> str:
+    """'parquet', 'array' or 'lines'."""
+    if path.endswith(".parquet"):
+        return "parquet"
+    if path.endswith((".jsonl", ".jsonl.gz", ".jsonl.zst")):
+        return "lines"
+    with _open_decompressed(path) as stream:
+        first = _first_nonblank_byte(path, stream)
+    if first == b"[":
+        return "array"
+    if first in (b"{", b""):
+        return "lines"
+    raise InputError(f"{path}: neither a JSON array nor JSON lines (starts with {first!r})")
+
+
+def _first_nonblank_byte(path: str, stream: BinaryIO) -> bytes:
+    try:
+        while chunk := stream.read1(1 << 16):
+            stripped = chunk.lstrip()
+            if stripped:
+                return stripped[:1]
+    except _DECOMPRESSION_ERRORS as exc:
+        raise InputError(f"{path}: cannot decompress: {exc}") from None
+    return b""
+
+
+def _detect_format(path: str) -> str:
+    container = _container(path)
+    if container == "parquet":
+        names = set(_open_parquet(path).schema_arrow.names)
+        if "content" in names and "text" not in names:
+            return "refinedweb"
+        if {"text", "id", "dump"} <= names:
+            return "fineweb"
+        return "parquet"
+    first = _first_array_item(path) if container == "array" else _first_object_line(path)
+    if first is None:
+        return "jsonl"  # empty: every line preset reads it as zero rows
+    if "conversations" in first:
+        return "sharegpt"
+    if "instruction" in first and (container == "array" or "output" in first):
+        return "alpaca"
+    if {"text", "url", "timestamp"} <= first.keys():
+        return "c4"
+    return "jsonl"
+
+
+def _first_array_item(path: str) -> dict | None:
+    with _open_decompressed(path) as stream:
+        try:
+            first = next(ijson.items(stream, "item", use_float=True), None)
+        except (ijson.JSONError, *_DECOMPRESSION_ERRORS) as exc:
+            raise InputError(f"{path}: cannot decide the format, unreadable JSON: {exc}") from None
+    if first is not None and not isinstance(first, dict):
+        raise InputError(f"{path}: cannot decide the format, first item is not a JSON object")
+    return first
+
+
+def _first_object_line(path: str) -> dict | None:
+    nonblank = 0
+    with _open_decompressed(path) as stream:
+        try:
+            while nonblank < _SNIFF_LINES and (line := stream.readline(_SNIFF_LINE_LIMIT)):
+                if line[-1] != 10 and len(line) == _SNIFF_LINE_LIMIT:
+                    _skip_rest_of_line(stream, _SNIFF_LINE_LIMIT)
+                elif not line.strip():
+                    continue
+                else:
+                    try:
+                        value = orjson.loads(line)
+                    except orjson.JSONDecodeError:
+                        value = None
+                    if isinstance(value, dict):
+                        return value
+                nonblank += 1
+        except _DECOMPRESSION_ERRORS as exc:
+            raise InputError(
+                f"{path}: cannot decide the format, cannot decompress: {exc}"
+            ) from None
+    if nonblank:
+        raise InputError(
+            f"{path}: cannot decide the format, no JSON object in the first {nonblank} lines"
+        )
+    return None
+
+
+# ---------------------------------------------------------------------------------------------
+# Reading
+
+
+def read_shard(shard: Shard, spec: InputSpec, ingest: IngestConfig) -> Iterator[ReadBatch]:
+    """Stream `shard` as batches of at most `ingest.batch_rows` input rows.
+
+    A batch's records hold at most `ingest.batch_bytes` UTF-8 bytes of text, or one document
+    when that document alone is larger. `source_row` counts every record of the file, good or
+    bad, so positions and doc_ids are stable; in JSON lines, blank (whitespace-only) lines are
+    not records and are neither counted nor quarantined. The one batch of a Parquet file with
+    the wrong schema accounts for all of the file's rows in one quarantine row.
+    """
+    container = _container(shard.path)
+    if shard.format in INSTRUCTION_FORMATS:
+        parse = _alpaca_row if shard.format == "alpaca" else _sharegpt_row
+        convert = _instruction_converter(parse, ingest.max_doc_bytes)
+        assemble = _instruction_batch
+    else:
+        fields = _document_fields(shard.format, spec)
+        if container == "parquet":
+            yield from _parquet_documents(shard, _open_parquet(shard.path), fields, ingest)
+            return
+        convert = _document_converter(fields, ingest.max_doc_bytes)
+        assemble = _document_batch
+
+    if container == "parquet":
+        records = _parquet_rows(shard.path, _open_parquet(shard.path), ingest.batch_rows)
+    elif container == "array":
+        records = _json_array_items(shard.path)
+    else:
+        records = _json_lines(shard.path, ingest.max_doc_bytes * 4 + RAW_LIMIT)
+    yield from _assemble(records, convert, assemble, shard, ingest)
+
+
+class _Reject(NamedTuple):
+    reason: str
+    detail: str
+
+
+# One input record: (source_row, byte_offset, raw line or None, parsed value or _Reject).
+_Record = tuple[int, int | None, bytes | None, Any]
+
+
+def _open_decompressed(path: str) -> BinaryIO:
+    if path.endswith(".gz"):
+        return gzip.open(path, "rb")
+    if path.endswith(".zst"):
+        # A read that meets corrupt data loses everything it decoded. Feeding the decoder small
+        # compressed chunks and reading a block at a time keeps the rows before the damage.
+        reader = zstandard.ZstdDecompressor().stream_reader(
+            open(path, "rb"), read_size=16 << 10, read_across_frames=True, closefd=True
+        )
+        return io.BufferedReader(reader, _ZSTD_BLOCK)
+    return open(path, "rb", buffering=_READ_BUFFER)
+
+
+def _archive_complete(path: str) -> bool:
+    """Whether a compressed file is known to be whole before it is read.
+
+    gzip reports a stream cut short by raising EOFError while it is read; python-zstandard's
+    reader takes it for a normal end, so zstd files are checked by walking their frame headers.
+    """
+    return _zstd_frames_complete(path) if path.endswith(".zst") else True
+
+
+def _zstd_frames_complete(path: str) -> bool:
+    """Whether the file is a sequence of whole zstd frames, judged from headers alone (seeks)."""
+    size = os.path.getsize(path)
+    position = 0
+    with open(path, "rb") as handle:
+        while position < size:
+            handle.seek(position)
+            head = handle.read(18)
+            magic = int.from_bytes(head[:4], "little")
+            if magic & 0xFFFFFFF0 == 0x184D2A50:  # skippable frame: magic, 4-byte size, payload
+                position += 8 + int.from_bytes(head[4:8], "little")
+                continue
+            try:
+                header_size = zstandard.frame_header_size(head)
+                has_checksum = zstandard.get_frame_parameters(head).has_checksum
+            except zstandard.ZstdError:
+                return False
+            position += header_size
+            last_block = False
+            while not last_block:
+                handle.seek(position)
+                block = handle.read(3)
+                if len(block) < 3:
+                    return False
+                header = int.from_bytes(block, "little")
+                last_block = bool(header & 1)
+                rle = (header >> 1) & 3 == 1  # an RLE block stores one byte, repeated
+                position += 3 + (1 if rle else header >> 3)
+            position += 4 if has_checksum else 0
+    return position == size
+
+
+def _skip_rest_of_line(stream: BinaryIO, limit: int) -> int:
+    skipped = 0
+    while chunk := stream.readline(limit):
+        skipped += len(chunk)
+        if chunk[-1] == 10:
+            break
+    return skipped
+
+
+def _json_lines(path: str, limit: int) -> Iterator[_Record]:
+    complete = _archive_complete(path)
+    row = offset = 0
+    with _open_decompressed(path) as stream:
+        readline = stream.readline
+        loads = orjson.loads
+        try:
+            while line := readline(limit):
+                start = offset
+                offset += len(line)
+                if line[-1] != 10:
+                    if len(line) == limit:
+                        offset += _skip_rest_of_line(stream, limit)
+                        yield row, start, line[:RAW_LIMIT], _Reject(
+                            QuarantineReason.OVERSIZED,
+                            f"line of {offset - start} bytes, longer than max_doc_bytes * 4 + "
+                            f"64 KiB = {limit}; raw keeps its first {RAW_LIMIT} bytes",
+                        )
+                        row += 1
+                        continue
+                    if not complete:
+                        offset = start  # the cut-off last line is part of the lost remainder
+                        break
+                try:
+                    value = loads(line)
+                except orjson.JSONDecodeError as exc:
+                    if not line.strip():
+                        continue
+                    value = _unparseable_line(line, exc)
+                else:
+                    if type(value) is not dict:
+                        value = _Reject(
+                            QuarantineReason.INVALID_JSON,
+                            f"a JSON {type(value).__name__}, not an object",
+                        )
+                yield row, start, line, value
+                row += 1
+        except _DECOMPRESSION_ERRORS as exc:
+            if offset == 0:
+                raise InputError(f"{path}: cannot decompress: {exc}") from None
+            complete = False
+            cause = f"{type(exc).__name__}: {exc}"
+        else:
+            cause = "the compressed stream ends inside a frame"
+    if not complete:
+        yield row, offset, None, _Reject(
+            QuarantineReason.TRUNCATED_ARCHIVE,
+            f"archive cut short or corrupt at row {row} (decompressed byte {offset}): {cause}; "
+            "the rest of the file is unreadable",
+        )
+
+
+def _unparseable_line(line: bytes, exc: Exception) -> _Reject:
+    # orjson validates UTF-8 itself, so decoding is only needed to name the cause of a failure.
+    try:
+        line.decode("utf-8")
+    except UnicodeDecodeError as bad:
+        return _Reject(QuarantineReason.INVALID_UTF8, f"not valid UTF-8: {bad}")
+    return _Reject(QuarantineReason.INVALID_JSON, f"not valid JSON: {exc}")
+
+
+def _json_array_items(path: str) -> Iterator[_Record]:
+    complete = _archive_complete(path)
+    row = 0
+    with _open_decompressed(path) as stream:
+        try:
+            for item in ijson.items(stream, "item", use_float=True):
+                if type(item) is not dict:
+                    item = _Reject(
+                        QuarantineReason.INVALID_JSON,
+                        f"a JSON {type(item).__name__}, not an object",
+                    )
+                yield row, None, None, item
+                row += 1
+        except _DECOMPRESSION_ERRORS as exc:
+            if row == 0:
+                raise InputError(f"{path}: cannot decompress: {exc}") from None
+            yield row, None, None, _Reject(
+                QuarantineReason.TRUNCATED_ARCHIVE,
+                f"archive cut short or corrupt at item {row}: {type(exc).__name__}: {exc}; "
+                "the rest of the file is unreadable",
+            )
+        except ijson.JSONError as exc:
+            # A zstd stream cut short surfaces here, as JSON that stops mid-value.
+            reason = (
+                QuarantineReason.INVALID_JSON if complete else QuarantineReason.TRUNCATED_ARCHIVE
+            )
+            yield row, None, None, _Reject(
+                reason,
+                f"invalid JSON at item {row}: {exc}; the rest of the file is unreadable",
+            )
+
+
+def _open_parquet(path: str) -> pq.ParquetFile:
+    try:
+        return pq.ParquetFile(path)
+    except (pa.ArrowException, OSError) as exc:
+        raise InputError(f"{path}: not a valid Parquet file: {exc}") from None
+
+
+def _parquet_batches(
+    path: str, parquet: pq.ParquetFile, batch_rows: int
+) -> Iterator[pa.RecordBatch]:
+    rows = 0
+    batches = parquet.iter_batches(batch_size=batch_rows)
+    while True:
+        try:
+            batch = next(batches, None)
+        except pa.ArrowException as exc:
+            raise InputError(f"{path}: unreadable Parquet data after row {rows}: {exc}") from None
+        if batch is None:
+            return
+        rows += batch.num_rows
+        yield batch
+
+
+def _parquet_rows(path: str, parquet: pq.ParquetFile, batch_rows: int) -> Iterator[_Record]:
+    row = 0
+    for batch in _parquet_batches(path, parquet, batch_rows):
+        for value in batch.to_pylist():
+            yield row, None, None, value
+            row += 1
+
+
+# ---------------------------------------------------------------------------------------------
+# Records to rows
+
+
+def _dump_json(value: Any) -> bytes:
+    try:
+        return orjson.dumps(value, option=orjson.OPT_SORT_KEYS, default=str)
+    except TypeError:  # integers beyond 64 bits, nesting deeper than orjson allows
+        return json.dumps(
+            value, sort_keys=True, default=str, ensure_ascii=False, separators=(",", ":")
+        ).encode()
+
+
+def _meta_json(meta: dict) -> bytes | None:
+    return _dump_json(meta) if meta else None
+
+
+def _text_problem(text: str, max_doc_bytes: int) -> tuple[_Reject | None, int]:
+    """Why `text` cannot be kept (or None), and its UTF-8 size."""
+    if not text or text.isspace():
+        return _Reject(QuarantineReason.EMPTY_TEXT, "text is empty or whitespace only"), 0
+    size = len(text) if text.isascii() else len(text.encode())
+    if size > max_doc_bytes:
+        detail = f"text of {size} UTF-8 bytes > max_doc_bytes={max_doc_bytes}"
+        return _Reject(QuarantineReason.OVERSIZED, detail), size
+    return None, size
+
+
+class _Fields(NamedTuple):
+    text: str
+    url: str | None
+    timestamp: str | None
+
+
+def _document_fields(fmt: str, spec: InputSpec) -> _Fields:
+    text, url, timestamp = _DOCUMENT_FIELDS[fmt]
+    timestamp = spec.timestamp_field or timestamp
+    return _Fields(spec.text_field or text, spec.url_field or url, timestamp)
+
+
+def _parse_timestamp(value: Any) -> datetime | None:
+    """An ISO 8601 string as a datetime (naive means UTC), else None."""
+    if type(value) is str:
+        try:
+            return datetime.fromisoformat(value)
+        except ValueError:
+            return None
+    return None
+
+
+# A converter maps one parsed record to (text bytes, row tuple) or a _Reject.
+_Converter = Callable[[int, dict], "tuple[int, tuple] | _Reject"]
+
+
+def _document_converter(fields: _Fields, max_doc_bytes: int) -> _Converter:
+    text_key, url_key, ts_key = fields
+    field_keys = frozenset(key for key in fields if key)
+
+    def convert(source_row: int, record: dict) -> tuple[int, tuple] | _Reject:
+        text = record.get(text_key)
+        if text is None:
+            return _Reject(QuarantineReason.MISSING_TEXT, f"field {text_key!r} is absent or null")
+        if type(text) is not str:
+            return _Reject(
+                QuarantineReason.NON_STRING_TEXT,
+                f"field {text_key!r} is a {type(text).__name__}, not a string",
+            )
+        problem, size = _text_problem(text, max_doc_bytes)
+        if problem:
+            return problem
+        meta = {key: value for key, value in record.items() if key not in field_keys}
+        # A url or timestamp that cannot fill its typed column stays in meta_json, not lost.
+        url = record.get(url_key) if url_key else None
+        if url is not None and type(url) is not str:
+            meta[url_key] = url
+            url = None
+        raw_ts = record.get(ts_key) if ts_key else None
+        timestamp = _parse_timestamp(raw_ts)
+        if timestamp is None and raw_ts is not None:
+            meta[ts_key] = raw_ts
+        return size, (source_row, text, url, timestamp, _meta_json(meta))
+
+    return convert
+
+
+def _alpaca_row(record: dict) -> tuple[str, str, str, list | None, dict] | _Reject:
+    instruction, output = record.get("instruction"), record.get("output")
+    input_ = record.get("input")
+    if input_ is None:
+        input_ = ""
+    for name, value in (("instruction", instruction), ("input", input_), ("output", output)):
+        if type(value) is not str:
+            what = "absent or null" if value is None else f"a {type(value).__name__}"
+            return _Reject(QuarantineReason.INVALID_RECORD, f"{name!r} is {what}, not a string")
+    meta = {key: value for key, value in record.items() if key not in _ALPACA_FIELDS}
+    return instruction, input_, output, None, meta
+
+
+def _sharegpt_row(record: dict) -> tuple[str, str, str, list | None, dict] | _Reject:
+    turns = record.get("conversations")
+    if type(turns) is not list:
+        return _Reject(QuarantineReason.INVALID_RECORD, "'conversations' is absent or not a list")
+    conversation = []
+    for index, turn in enumerate(turns):
+        if (
+            type(turn) is not dict
+            or type(turn.get("from")) is not str
+            or type(turn.get("value")) is not str
+        ):
+            return _Reject(
+                QuarantineReason.INVALID_RECORD,
+                f"turn {index} is not an object with string 'from' and 'value'",
+            )
+        role = turn["from"]
+        conversation.append({"role": _ROLES.get(role.lower(), role), "content": turn["value"]})
+    for first, second in zip(conversation, conversation[1:]):
+        if first["role"] == "user" and second["role"] == "assistant":
+            meta = {key: value for key, value in record.items() if key != "conversations"}
+            return first["content"], "", second["content"], conversation, meta
+    return _Reject(QuarantineReason.INVALID_RECORD, "no user turn followed by an assistant reply")
+
+
+def _instruction_converter(
+    parse: Callable[[dict], tuple | _Reject], max_doc_bytes: int
+) -> _Converter:
+    def convert(source_row: int, record: dict) -> tuple[int, tuple] | _Reject:
+        parsed = parse(record)
+        if type(parsed) is _Reject:
+            return parsed
+        instruction, input_, output, conversation, meta = parsed
+        text = f"{instruction}\n\n{input_}\n\n{output}" if input_ else f"{instruction}\n\n{output}"
+        problem, size = _text_problem(text, max_doc_bytes)
+        if problem:
+            return problem
+        row = (source_row, text, instruction, input_, output, conversation, _meta_json(meta))
+        return size, row
+
+    return convert
+
+
+# ---------------------------------------------------------------------------------------------
+# Batches
+
+
+def _doc_ids(fingerprint: str, source_rows: Any) -> pa.Array:
+    return pa.array([make_doc_id(fingerprint, row) for row in source_rows], pa.string())
+
+
+def _document_batch(shard: Shard, rows: list[tuple]) -> pa.RecordBatch:
+    source_rows, texts, urls, timestamps, metas = zip(*rows) if rows else ((),) * 5
+    return pa.RecordBatch.from_arrays(
+        [
+            _doc_ids(shard.fingerprint, source_rows),
+            pa.array(texts, pa.large_string()),
+            pa.array([os.path.basename(shard.path)] * len(rows), pa.string()),
+            pa.array(source_rows, pa.int64()),
+            pa.array(urls, pa.string()),
+            pa.array(timestamps, _TIMESTAMP_TYPE),
+            pa.array(metas, pa.string()),
+        ],
+        schema=DOCUMENT_SCHEMA,
+    )
+
+
+def _instruction_batch(shard: Shard, rows: list[tuple]) -> pa.RecordBatch:
+    source_rows, texts, instructions, inputs, outputs, conversations, metas = (
+        zip(*rows) if rows else ((),) * 7
+    )
+    return pa.RecordBatch.from_arrays(
+        [
+            _doc_ids(shard.fingerprint, source_rows),
+            pa.array(texts, pa.large_string()),
+            pa.array([os.path.basename(shard.path)] * len(rows), pa.string()),
+            pa.array(source_rows, pa.int64()),
+            pa.array(instructions, pa.large_string()),
+            pa.array(inputs, pa.large_string()),
+            pa.array(outputs, pa.large_string()),
+            pa.array(conversations, CONVERSATION_TYPE),
+            pa.array(metas, pa.string()),
+        ],
+        schema=INSTRUCTION_SCHEMA,
+    )
+
+
+class _QuarantineRow(NamedTuple):
+    source_row: int | None
+    byte_offset: int | None
+    reason: str
+    detail: str
+    n_rows: int
+    raw: bytes | None
+
+
+def _quarantine_batch(shard: Shard, rows: list[_QuarantineRow]) -> pa.RecordBatch:
+    source_rows, offsets, reasons, details, n_rows, raws = zip(*rows) if rows else ((),) * 6
+    return pa.RecordBatch.from_arrays(
+        [
+            pa.array([os.path.basename(shard.path)] * len(rows), pa.string()),
+            pa.array(source_rows, pa.int64()),
+            pa.array(offsets, pa.int64()),
+            pa.array(reasons, pa.string()),
+            pa.array(details, pa.string()),
+            pa.array(n_rows, pa.int64()),
+            pa.array([raw if raw is None else raw[:RAW_LIMIT] for raw in raws], pa.large_binary()),
+        ],
+        schema=QUARANTINE_SCHEMA,
+    )
+
+
+def _assemble(
+    records: Iterator[_Record],
+    convert: _Converter,
+    assemble: Callable[[Shard, list[tuple]], pa.RecordBatch],
+    shard: Shard,
+    ingest: IngestConfig,
+) -> Iterator[ReadBatch]:
+    rows: list[tuple] = []
+    quarantine: list[_QuarantineRow] = []
+    rows_in = text_bytes = 0
+
+    def take() -> ReadBatch:
+        nonlocal rows, quarantine, rows_in, text_bytes
+        batch = ReadBatch(assemble(shard, rows), _quarantine_batch(shard, quarantine), rows_in)
+        rows, quarantine, rows_in, text_bytes = [], [], 0, 0
+        return batch
+
+    for source_row, offset, raw, value in records:
+        converted = value if type(value) is _Reject else convert(source_row, value)
+        if type(converted) is _Reject:
+            if raw is None and type(value) is not _Reject:
+                raw = _dump_json(value)
+            quarantine.append(
+                _QuarantineRow(source_row, offset, converted.reason, converted.detail, 1, raw)
+            )
+        else:
+            size, row = converted
+            if rows and text_bytes + size > ingest.batch_bytes:
+                yield take()
+            rows.append(row)
+            text_bytes += size
+        rows_in += 1
+        if rows_in >= ingest.batch_rows:
+            yield take()
+    if rows_in:
+        yield take()
+
+
+# ---------------------------------------------------------------------------------------------
+# Parquet documents, column at a time
+
+
+def _is_string(type_: pa.DataType) -> bool:
+    types = pa.types
+    return types.is_string(type_) or types.is_large_string(type_) or types.is_string_view(type_)
+
+
+def _is_timestamp_like(type_: pa.DataType) -> bool:
+    return pa.types.is_timestamp(type_) or pa.types.is_date(type_) or _is_string(type_)
+
+
+class _ParquetColumns(NamedTuple):
+    """Where a Parquet file's document fields are; url and timestamp None when unusable."""
+
+    text: str
+    url: str | None
+    timestamp: str | None
+    others: list[str]
+
+
+def _parquet_documents(
+    shard: Shard, parquet: pq.ParquetFile, fields: _Fields, ingest: IngestConfig
+) -> Iterator[ReadBatch]:
+    schema = parquet.schema_arrow
+    text_type = schema.field(fields.text).type if fields.text in schema.names else None
+    if text_type is None or not _is_string(text_type):
+        num_rows = parquet.metadata.num_rows
+        problem = (
+            f"text column {fields.text!r} is missing"
+            if text_type is None
+            else f"text column {fields.text!r} is {text_type}, not a string"
+        )
+        detail = f"{problem}; the file has columns: {', '.join(schema.names)}"
+        quarantine = [
+            _QuarantineRow(None, None, QuarantineReason.SCHEMA_MISMATCH, detail, num_rows, None)
+        ]
+        yield ReadBatch(_document_batch(shard, []), _quarantine_batch(shard, quarantine), num_rows)
+        return
+
+    def usable(name: str | None, accept: Callable[[pa.DataType], bool]) -> str | None:
+        return name if name in schema.names and accept(schema.field(name).type) else None
+
+    url = usable(fields.url, _is_string)
+    timestamp = usable(fields.timestamp, _is_timestamp_like)
+    others = [name for name in schema.names if name not in (fields.text, url, timestamp)]
+    columns = _ParquetColumns(fields.text, url, timestamp, others)
+    base = 0
+    for batch in _parquet_batches(shard.path, parquet, ingest.batch_rows):
+        for start, piece in _split_by_text_bytes(batch, fields.text, ingest.batch_bytes):
+            yield _parquet_document_batch(shard, piece, base + start, columns, ingest.max_doc_bytes)
+        base += batch.num_rows
+
+
+def _split_by_text_bytes(
+    batch: pa.RecordBatch, text: str, batch_bytes: int
+) -> Iterator[tuple[int, pa.RecordBatch]]:
+    sizes = pc.binary_length(batch.column(text))
+    if (pc.sum(sizes).as_py() or 0) <= batch_bytes:
+        yield 0, batch
+        return
+    start = total = 0
+    for index, size in enumerate(sizes.to_pylist()):
+        size = size or 0
+        if index > start and total + size > batch_bytes:
+            yield start, batch.slice(start, index - start)
+            start, total = index, 0
+        total += size
+    yield start, batch.slice(start)
+
+
+def _parquet_document_batch(
+    shard: Shard,
+    batch: pa.RecordBatch,
+    first_row: int,
+    columns: _ParquetColumns,
+    max_doc_bytes: int,
+) -> ReadBatch:
+    text = batch.column(columns.text)
+    sizes = pc.binary_length(text)
+    missing = pc.is_null(text)
+    empty = pc.fill_null(pc.or_(pc.equal(sizes, 0), pc.utf8_is_space(text)), False)
+    oversized = pc.fill_null(pc.and_not(pc.greater(sizes, max_doc_bytes), empty), False)
+    bad = pc.or_(missing, pc.or_(empty, oversized))
+
+    quarantine: list[_QuarantineRow] = []
+    if pc.any(bad).as_py():
+        raw_text = pc.binary_slice(text.cast(pa.large_binary()), 0, RAW_LIMIT)
+        for reason, mask, describe in (
+            (QuarantineReason.MISSING_TEXT, missing, lambda _: f"column {columns.text!r} is null"),
+            (QuarantineReason.EMPTY_TEXT, empty, lambda _: "text is empty or whitespace only"),
+            (
+                QuarantineReason.OVERSIZED,
+                oversized,
+                lambda size: f"text of {size} UTF-8 bytes > max_doc_bytes={max_doc_bytes}",
+            ),
+        ):
+            indices = pc.indices_nonzero(mask)
+            for index, raw, size in zip(
+                indices.to_pylist(),
+                raw_text.take(indices).to_pylist(),
+                sizes.take(indices).to_pylist(),
+            ):
+                quarantine.append(
+                    _QuarantineRow(first_row + index, None, reason, describe(size), 1, raw)
+                )
+        quarantine.sort(key=lambda row: row.source_row)
+        good = pc.invert(bad)
+        kept = batch.filter(good)
+        kept_rows = pc.add(pc.indices_nonzero(good), first_row).to_pylist()
+    else:
+        kept = batch
+        kept_rows = range(first_row, first_row + batch.num_rows)
+
+    n = kept.num_rows
+    timestamps, bad_timestamps = (
+        _timestamp_column(kept.column(columns.timestamp))
+        if columns.timestamp
+        else (pa.nulls(n, _TIMESTAMP_TYPE), {})
+    )
+    if columns.others or bad_timestamps:
+        metas = kept.select(columns.others).to_pylist()
+        for index, value in bad_timestamps.items():
+            metas[index][columns.timestamp] = value
+        meta_json = pa.array([_meta_json(meta) for meta in metas], pa.string())
+    else:
+        meta_json = pa.nulls(n, pa.string())
+    url = kept.column(columns.url).cast(pa.string()) if columns.url else pa.nulls(n, pa.string())
+    records = pa.RecordBatch.from_arrays(
+        [
+            _doc_ids(shard.fingerprint, kept_rows),
+            kept.column(columns.text).cast(pa.large_string()),
+            pa.array([os.path.basename(shard.path)] * n, pa.string()),
+            pa.array(kept_rows, pa.int64()),
+            url,
+            timestamps,
+            meta_json,
+        ],
+        schema=DOCUMENT_SCHEMA,
+    )
+    return ReadBatch(records, _quarantine_batch(shard, quarantine), batch.num_rows)
+
+
+def _timestamp_column(column: pa.Array) -> tuple[pa.Array, dict[int, str]]:
+    """The column as timestamp[us, UTC] (naive values taken as UTC), and by row the strings
+    that are not ISO 8601 timestamps, which become nulls."""
+    if not _is_string(column.type):
+        return column.cast(_TIMESTAMP_TYPE, safe=False), {}
+    try:
+        return column.cast(_TIMESTAMP_TYPE), {}
+    except pa.ArrowInvalid:
+        # Arrow's parser rejects strings without a zone offset, which Python takes as UTC.
+        values = column.to_pylist()
+        parsed = [_parse_timestamp(value) for value in values]
+        bad = {
+            index: value
+            for index, (value, stamp) in enumerate(zip(values, parsed))
+            if value is not None and stamp is None
+        }
+        return pa.array(parsed, _TIMESTAMP_TYPE), bad
