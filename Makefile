@@ -9,7 +9,7 @@ TORCH := torch==2.13.0
 DEMO_RUN ?= thresher-demo-run
 PYTEST_ARGS ?=
 
-.PHONY: install demo test bench clean help
+.PHONY: install demo test lint bench clean help
 
 help:
 	@echo "make demo   - install into $(VENV) and curate the embedded demo corpus into $(DEMO_RUN)/"
@@ -30,6 +30,7 @@ demo: $(STAMP)
 	$(VENV)/bin/thresher demo $(DEMO_RUN)
 
 test: $(STAMP)
+	$(VENV)/bin/ruff check thresher tests bench
 	$(PY) -m pytest $(PYTEST_ARGS)
 
 bench: $(STAMP)

@@ -13,7 +13,9 @@ import random
 import sys
 from pathlib import Path
 
-SHARED_DATA = Path(os.environ.get("THRESHER_SHARED_DATA", Path(__file__).resolve().parents[1].parent / "shared" / "data"))
+SHARED_DATA = Path(
+    os.environ.get("THRESHER_SHARED_DATA", Path(__file__).resolve().parents[1].parent / "shared" / "data")
+)
 
 
 def c4_sample() -> list[str]:

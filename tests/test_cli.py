@@ -66,7 +66,8 @@ def test_sql_shell_reads_statements_until_quit(small_run):
 
 
 def test_console_script_is_installed(small_run):
-    out = subprocess.run([str(Path(sys.executable).parent / "thresher"), "sql", str(small_run), "SELECT count(*) AS n FROM documents", "-o", "csv"],
+    script = str(Path(sys.executable).parent / "thresher")
+    out = subprocess.run([script, "sql", str(small_run), "SELECT count(*) AS n FROM documents", "-o", "csv"],
                          capture_output=True, text=True, check=True, cwd="/")
     assert out.stdout.splitlines() == ["n", "3"]
 

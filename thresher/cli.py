@@ -3,10 +3,11 @@
 from __future__ import annotations
 
 import os
+import shutil
 import sys
 import time
 from pathlib import Path
-from typing import Annotated, Optional
+from typing import Annotated
 
 import typer
 from rich.console import Console
@@ -80,8 +81,8 @@ def ingest(
     run_dir: RunDirArg,
     inputs: Annotated[list[str], typer.Argument(help="input files, globs or directories")],
     format: Annotated[str, typer.Option(help="auto|c4|fineweb|refinedweb|jsonl|parquet|alpaca|sharegpt")] = "auto",
-    text_field: Annotated[Optional[str], typer.Option(help="text column for jsonl/parquet")] = None,
-    url_field: Annotated[Optional[str], typer.Option(help="URL column for jsonl/parquet")] = None,
+    text_field: Annotated[str | None, typer.Option(help="text column for jsonl/parquet")] = None,
+    url_field: Annotated[str | None, typer.Option(help="URL column for jsonl/parquet")] = None,
     max_doc_bytes: Annotated[int, typer.Option(help="quarantine documents larger than this")] = 2 << 20,
     batch_rows: Annotated[int, typer.Option(help="rows per Arrow batch / Parquet row group")] = 2048,
     log_level: LogLevel = "WARNING",
@@ -106,7 +107,7 @@ def ingest(
 @app.command()
 def score(
     run_dir: Annotated[Path, typer.Argument(help="an ingested run directory")],
-    scorer: Annotated[Optional[list[str]], typer.Option("--scorer", "-s", help="scorer name; repeatable")] = None,
+    scorer: Annotated[list[str] | None, typer.Option("--scorer", "-s", help="scorer name; repeatable")] = None,
     log_level: LogLevel = "WARNING",
 ) -> None:
     """Run scorers over every shard of RUN_DIR into scores/<scorer>@<version>/ sidecar tables."""
@@ -139,14 +140,14 @@ def curate(
 @app.command()
 def sql(
     run_dir: Annotated[Path, typer.Argument(help="a run directory")],
-    query: Annotated[Optional[str], typer.Argument(help="SQL; omit for an interactive shell")] = None,
+    query: Annotated[str | None, typer.Argument(help="SQL; omit for an interactive shell")] = None,
     max_rows: Annotated[int, typer.Option(help="rows to print at most")] = 50,
     output: Annotated[str, typer.Option("--output", "-o", help="table|csv|json")] = "table",
 ) -> None:
     """Query RUN_DIR's DuckDB catalog (read-only). `SELECT * FROM thresher_views` lists the views."""
+    from thresher.sql_shell import print_result, run_shell
     from thresher.storage.catalog import open_catalog
     from thresher.storage.run_dir import RunDir
-    from thresher.sql_shell import print_result, run_shell
 
     try:
         con = open_catalog(RunDir(run_dir), read_only=True)
@@ -194,9 +195,11 @@ def demo(
     _print_score(result["score"])
     console.print(f"\n[bold green]demo finished[/] in {time.perf_counter() - started:.1f} s")
     console.print(f"run directory: [bold]{result['run_dir']}[/]\n")
+    # Show the command as the user can type it: a venv's script is not on PATH until activated.
+    program = "thresher" if shutil.which("thresher") else sys.argv[0]
     console.print("Try:")
     for query in result["example_queries"]:
-        console.print(f"  thresher sql {run_dir} \"{query}\"", soft_wrap=True, markup=False, highlight=False)
+        console.print(f"  {program} sql {run_dir} \"{query}\"", soft_wrap=True, markup=False, highlight=False)
 
 
 def main() -> None:  # pragma: no cover - console entry point

@@ -123,7 +123,7 @@ def test_udhr_line_accuracy(shared_data):
     texts = _udhr_texts(shared_data)
     ids, lines, truth = [], [], []
     for code, text in texts.items():
-        for n, line in enumerate(l.strip() for l in text.split("\n")):
+        for n, line in enumerate(part.strip() for part in text.split("\n")):
             if len(line) >= 20:
                 ids.append(f"{code}-{n}")
                 lines.append(line)

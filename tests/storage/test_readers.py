@@ -9,7 +9,7 @@ import shutil
 import tracemalloc
 import zlib
 from collections import Counter
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from pathlib import Path
 
 import orjson
@@ -35,7 +35,7 @@ from thresher.storage.readers import (
     read_shard,
 )
 
-UTC = timezone.utc
+UTC = UTC
 
 
 # ------------------------------------------------------------------------------------------
@@ -406,7 +406,8 @@ def truncated(payload: bytes, compression: str) -> tuple[bytes, int]:
     return cut, surviving.count(b"\n")
 
 
-def test_bad_input_corpus_quarantines_every_reason(tmp_path):
+def build_bad_input_corpus(tmp_path: Path) -> tuple[Path, IngestConfig, Counter, dict[str, int]]:
+    """A corpus with every kind of bad input: (directory, config, reasons expected, rows kept per file)."""
     corpus = tmp_path / "corpus"
     ingest = IngestConfig(max_doc_bytes=1000, batch_rows=7)
     good = [c4_record(i) for i in range(20)]
@@ -487,6 +488,11 @@ def test_bad_input_corpus_quarantines_every_reason(tmp_path):
         "sharegpt.json": 2,
         "broken-array.json": len(ALPACA) - 1,
     }
+    return corpus, ingest, expected, written
+
+
+def test_bad_input_corpus_quarantines_every_reason(tmp_path):
+    corpus, ingest, expected, written = build_bad_input_corpus(tmp_path)
     spec = InputSpec(paths=[str(corpus)])
     shards = discover_shards(spec)
     assert sorted(Path(s.path).name for s in shards) == sorted(written)

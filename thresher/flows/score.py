@@ -18,8 +18,10 @@ from thresher.storage.run_dir import RunDir
 
 
 @flow(name="thresher-score", log_prints=True)
-def score_flow(run_dir: str, scorers: list[ScorerSpec] = list(DEFAULT_SCORERS)) -> dict:
+def score_flow(run_dir: str, scorers: list[ScorerSpec] | None = None) -> dict:
     """Score every documents/instructions shard of `run_dir` with each scorer."""
+    if scorers is None:
+        scorers = list(DEFAULT_SCORERS)
     run = RunDir(run_dir)
     parts = run.data_parts()
     if not parts:

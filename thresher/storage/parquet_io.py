@@ -19,6 +19,14 @@ CACHE_KEY_METADATA = b"thresher.cache_key"
 COMPRESSION = "zstd"
 
 
+def _statistics_columns(schema: pa.Schema) -> list[str]:
+    """Columns worth min/max statistics. Text columns are not: their statistics help no query,
+    and the footer that holds them stays in memory until the file closes, so it would grow with
+    the size of the shard."""
+    bulky = (pa.types.is_large_string, pa.types.is_large_binary, pa.types.is_list, pa.types.is_struct)
+    return [f.name for f in schema if not any(test(f.type) for test in bulky) and f.name != "meta_json"]
+
+
 def _with_cache_key(schema: pa.Schema, cache_key: str | None) -> pa.Schema:
     if cache_key is None:
         return schema
@@ -36,7 +44,9 @@ class AtomicParquetWriter:
         self.schema = _with_cache_key(schema, cache_key)
         _remove_stale_temps(self.path)
         self._tmp = self.path.with_name(f"{self.path.name}.tmp-{os.getpid()}")
-        self._writer = pq.ParquetWriter(self._tmp, self.schema, compression=COMPRESSION)
+        self._writer = pq.ParquetWriter(
+            self._tmp, self.schema, compression=COMPRESSION, write_statistics=_statistics_columns(schema)
+        )
         self.rows = 0
 
     def write(self, batch: pa.RecordBatch) -> None:
