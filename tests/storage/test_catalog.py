@@ -68,3 +68,11 @@ def test_run_directory_still_works_after_a_move(run, tmp_path):
 def test_missing_catalog_is_a_clear_error(tmp_path):
     with pytest.raises(FileNotFoundError, match="thresher ingest"):
         open_catalog(RunDir(tmp_path))
+
+
+def test_stage_tables_become_views(run):
+    edges = pa.table({"a": ["x"], "b": ["y"]})
+    write_table_atomic(run.root / "dedup" / "edges" / "part-a.parquet", edges.to_batches(), edges.schema)
+    build_catalog(run)
+    with open_catalog(run) as con:
+        assert con.execute("SELECT a, b FROM dedup_edges").fetchall() == [("x", "y")]

@@ -8,6 +8,7 @@ working after it is moved or copied. Readers open the catalog read-only.
 
 from __future__ import annotations
 
+import importlib
 import re
 from dataclasses import dataclass
 from pathlib import Path
@@ -15,6 +16,13 @@ from pathlib import Path
 import duckdb
 
 from thresher.storage.run_dir import DATA_TABLES, RunDir
+
+STAGE_TABLE_DIRS = ("dedup", "selections", "dsir")
+
+# Stages that add views computed over other views (e.g. percentile bands over a score column)
+# name a provider here: "module:function", called as function(con, existing_view_names) and
+# returning (name, sql, description) triples. They run after every table and score view exists.
+DERIVED_VIEW_PROVIDERS: list[str] = []
 
 
 @dataclass(frozen=True)
@@ -92,6 +100,18 @@ def build_catalog(run: RunDir) -> list[CatalogView]:
                 create(score_view_name(key, versioned=False), f"SELECT * FROM {parquet(relative)}",
                        f"scores of {key} (the newest version of {key.partition('@')[0]})")
 
+        # Stage tables beyond scores: dedup/<table>/, selections/<name>/ and dsir/<table>/ each
+        # become a view named <dir>_<table> (e.g. dedup_edges, selections_top_edu).
+        for stage_dir in STAGE_TABLE_DIRS:
+            root = run.root / stage_dir
+            for table_dir in sorted(p for p in root.iterdir() if p.is_dir()) if root.is_dir() else []:
+                if any(table_dir.glob("*.parquet")):
+                    relative = f"{stage_dir}/{table_dir.name}"
+                    view_name = stage_dir + "_" + re.sub(r"\W", "_", table_dir.name)
+                    create(view_name,
+                           f"SELECT * FROM read_parquet('{relative}/*.parquet', union_by_name = true)",
+                           f"the {relative} table")
+
         score_views = [score_view_name(k, versioned=False) for k in sorted(latest)
                        if _has_parts(run.root / "scores" / k)]
         for table in DATA_TABLES:
@@ -100,6 +120,13 @@ def build_catalog(run: RunDir) -> list[CatalogView]:
             joins = " ".join(f"LEFT JOIN {_quote_ident(v)} USING (doc_id)" for v in score_views)
             create(f"{table}_scored", f"SELECT * FROM {table} {joins}",
                    f"{table} joined to the newest version of every score table")
+        existing_names = {v.name for v in views}
+        for target in DERIVED_VIEW_PROVIDERS:
+            module, _, attr = target.partition(":")
+            provider = getattr(importlib.import_module(module), attr)
+            for name, sql, description in provider(con, existing_names):
+                create(name, sql, description)
+                existing_names.add(name)
         con.execute("CREATE OR REPLACE TABLE thresher_views (name VARCHAR, description VARCHAR)")
         con.executemany("INSERT INTO thresher_views VALUES (?, ?)", [(v.name, v.description) for v in views])
     finally:
