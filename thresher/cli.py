@@ -72,7 +72,7 @@ def _run_flow(fn, *args):
     try:
         with show_progress(console):
             return fn(*args)
-    except (ConfigError, InputError, FileNotFoundError, ValueError) as exc:
+    except (ConfigError, InputError, FileNotFoundError, ValueError) as exc:  # SelectionError is a ValueError
         _fail(str(exc))
 
 
@@ -134,7 +134,30 @@ def curate(
     result = _run_flow(curate_flow, loaded)
     _print_ingest(result["ingest"])
     _print_score(result["score"])
+    _print_selections(result["selections"])
     console.print(f"run directory: [bold]{result['run_dir']}[/]  ({time.perf_counter() - started:.1f} s)")
+
+
+def _print_selections(results: list[dict]) -> None:
+    for result in results:
+        rows = [{"step": s["step"], "rows": s["rows"]} for s in result["funnel"]]
+        _print_rows(f"selection {result['name']} ({result['table']})",
+                    rows + [{"step": "selected", "rows": result["selected_rows"]}])
+
+
+@app.command()
+def select(
+    run_dir: Annotated[Path, typer.Argument(help="a scored run directory")],
+    recipe: Annotated[Path, typer.Argument(help="selection recipe YAML: name, table, where, limit, order_by, seed")],
+    log_level: LogLevel = "WARNING",
+) -> None:
+    """Apply a selection recipe to RUN_DIR: selections/<name>/ with the selected doc_ids and the funnel."""
+    _prefect_logging(log_level)
+    from thresher.config import load_selection_recipe
+    from thresher.flows.select import select_flow
+
+    loaded = _run_flow(load_selection_recipe, recipe)
+    _print_selections(_run_flow(select_flow, str(run_dir), [loaded]))
 
 
 @app.command()
@@ -193,6 +216,7 @@ def demo(
     result = _run_flow(run_demo, run_dir, conversations)
     _print_ingest(result["ingest"])
     _print_score(result["score"])
+    _print_selections(result["selections"])
     console.print(f"\n[bold green]demo finished[/] in {time.perf_counter() - started:.1f} s")
     console.print(f"run directory: [bold]{result['run_dir']}[/]\n")
     # Show the command as the user can type it: a venv's script is not on PATH until activated.

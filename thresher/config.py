@@ -56,6 +56,30 @@ class ScorerSpec(StrictModel):
 DEFAULT_SCORERS = (ScorerSpec(name="heuristics"), ScorerSpec(name="langid"))
 
 
+class SelectionStep(StrictModel):
+    """One named predicate of a selection funnel."""
+
+    name: str = Field(pattern=r"^[A-Za-z0-9_.-]+$")
+    sql: str = Field(min_length=1, description="a SQL boolean expression over the <table>_scored view")
+
+
+class SelectionRecipe(StrictModel):
+    """SQL predicates over the catalog (applied in order, each narrowing the last), then an
+    optional cap. Same recipe + same run + same seed -> the same selection, byte for byte."""
+
+    name: str = Field(pattern=r"^[A-Za-z0-9_.-]+$")
+    table: Literal["documents", "instructions"] = "documents"
+    seed: int = 0
+    where: list[SelectionStep] = Field(default_factory=list)
+    limit: int | None = Field(None, gt=0, description="keep at most this many rows, ranked by order_by")
+    order_by: str | None = Field(None, description="SQL ranking expression for limit; ties by doc_id")
+    license: str | None = Field(None, description="licence of the selected data, for exports")
+
+    def content_hash(self) -> str:
+        payload = json.dumps(self.model_dump(mode="json"), sort_keys=True)
+        return hashlib.sha256(payload.encode()).hexdigest()[:16]
+
+
 class Recipe(StrictModel):
     """An end-to-end curation run: what to read, how to score it, where the run lives."""
 
@@ -65,6 +89,7 @@ class Recipe(StrictModel):
     inputs: list[InputSpec] = Field(min_length=1)
     ingest: IngestConfig = IngestConfig()
     scorers: list[ScorerSpec] = Field(default_factory=lambda: list(DEFAULT_SCORERS))
+    selections: list[SelectionRecipe] = Field(default_factory=list)
 
     def content_hash(self) -> str:
         payload = json.dumps(self.model_dump(mode="json"), sort_keys=True)
@@ -97,6 +122,12 @@ def load_yaml_model(path: str | Path, model: type[StrictModel]) -> StrictModel:
         return model.model_validate(raw)
     except ValidationError as exc:
         raise ConfigError(_format_validation_error(path, exc)) from None
+
+
+def load_selection_recipe(path: str | Path) -> SelectionRecipe:
+    recipe = load_yaml_model(path, SelectionRecipe)
+    assert isinstance(recipe, SelectionRecipe)
+    return recipe
 
 
 def load_recipe(path: str | Path) -> Recipe:

@@ -19,7 +19,7 @@ from pathlib import Path
 import orjson
 import yaml
 
-from thresher.config import InputSpec, Recipe
+from thresher.config import InputSpec, Recipe, SelectionRecipe, SelectionStep
 from thresher.flows.curate import curate_flow
 
 EXAMPLE_QUERIES = (
@@ -115,10 +115,37 @@ def _write_if_changed(path: Path, payload: bytes) -> None:
         tmp.replace(path)
 
 
+# The Gopher quality rules and fastText's English confidence, as thresholds over the scores.
+DEMO_SELECTIONS = (
+    SelectionRecipe(
+        name="clean-web",
+        table="documents",
+        where=[
+            SelectionStep(name="english", sql="lang = 'en' AND lang_score >= 0.65"),
+            SelectionStep(name="gopher_length", sql="gopher_word_count BETWEEN 50 AND 100000 "
+                          "AND gopher_mean_word_length BETWEEN 3 AND 10"),
+            SelectionStep(name="gopher_symbols", sql="gopher_hash_word_ratio <= 0.1 "
+                          "AND gopher_ellipsis_word_ratio <= 0.1 AND gopher_bullet_lines_ratio <= 0.9"),
+            SelectionStep(name="gopher_repetition", sql="rep_dup_line_frac <= 0.3 AND rep_dup_para_frac <= 0.3 "
+                          "AND rep_top_2gram_char_frac <= 0.2 AND rep_dup_10gram_char_frac <= 0.1"),
+            SelectionStep(name="gopher_stop_words", sql="gopher_stop_word_count >= 2"),
+        ],
+    ),
+    SelectionRecipe(
+        name="english-instructions",
+        table="instructions",
+        where=[SelectionStep(name="english", sql="lang = 'en' AND lang_score >= 0.65"),
+               SelectionStep(name="substantial_answer", sql="gopher_word_count >= 30")],
+        limit=1000,
+        order_by="rep_dup_line_frac, doc_id",
+    ),
+)
+
+
 def demo_recipe(run_dir: Path, conversations: int) -> Recipe:
     run_dir = run_dir.resolve()
     inputs = build_demo_inputs(run_dir / "inputs", conversations)
-    return Recipe(name="demo", run_dir=str(run_dir), seed=0, inputs=inputs)
+    return Recipe(name="demo", run_dir=str(run_dir), seed=0, inputs=inputs, selections=list(DEMO_SELECTIONS))
 
 
 def run_demo(run_dir: Path, conversations: int = 1500) -> dict:

@@ -76,3 +76,16 @@ def test_stage_tables_become_views(run):
     build_catalog(run)
     with open_catalog(run) as con:
         assert con.execute("SELECT a, b FROM dedup_edges").fetchall() == [("x", "y")]
+
+
+def test_read_only_catalog_cannot_touch_files_outside_the_run(run, tmp_path):
+    outside = tmp_path / "secret.csv"
+    outside.write_text("a\n1\n")
+    with open_catalog(run) as con:
+        for statement in (f"SELECT * FROM read_csv('{outside}')",
+                          f"COPY (SELECT 1) TO '{tmp_path / 'leak.csv'}'",
+                          "SET enable_external_access = true"):
+            with pytest.raises(duckdb.Error):
+                con.execute(statement).fetchall()
+        assert con.execute("SELECT count(*) FROM documents").fetchall() == [(3,)]
+    assert not (tmp_path / "leak.csv").exists()

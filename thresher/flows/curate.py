@@ -9,6 +9,7 @@ from prefect import flow
 from thresher.config import Recipe, load_recipe
 from thresher.flows.ingest import ingest_flow
 from thresher.flows.score import score_flow
+from thresher.flows.select import select_flow
 from thresher.storage.run_dir import RunDir
 
 
@@ -19,8 +20,9 @@ def curate_flow(recipe: Recipe) -> dict:
     run.stage_started("curate")
     ingested = ingest_flow(str(run.root), list(recipe.inputs), recipe.ingest, recipe.seed)
     scored = score_flow(str(run.root), list(recipe.scorers))
+    selected = select_flow(str(run.root), list(recipe.selections)) if recipe.selections else []
     run.stage_finished("curate")
-    return {"run_dir": str(run.root), "ingest": ingested, "score": scored}
+    return {"run_dir": str(run.root), "ingest": ingested, "score": scored, "selections": selected}
 
 
 def curate_recipe_file(path: str | Path) -> dict:

@@ -25,10 +25,18 @@ STAGE_TABLE_DIRS = ("dedup", "selections", "dsir")
 DERIVED_VIEW_PROVIDERS: list[str] = []
 
 
+# Paths in view definitions are written as RUN_TOKEN + relative path. The persistent views drop
+# the token (paths relative to the run, resolved through file_search_path, so the directory can
+# move); read-only connections re-create every view as a TEMP view with the run's absolute path,
+# which lets them forbid all file access outside the run directory.
+RUN_TOKEN = "@RUN@/"
+
+
 @dataclass(frozen=True)
 class CatalogView:
     name: str
     description: str
+    definition: str
 
 
 def _quote_ident(name: str) -> str:
@@ -72,12 +80,12 @@ def build_catalog(run: RunDir) -> list[CatalogView]:
             con.execute(f"DROP VIEW {_quote_ident(name)}")
 
         def create(name: str, sql: str, description: str) -> None:
-            con.execute(f"CREATE VIEW {_quote_ident(name)} AS {sql}")
-            views.append(CatalogView(name, description))
+            con.execute(f"CREATE VIEW {_quote_ident(name)} AS {sql.replace(RUN_TOKEN, '')}")
+            views.append(CatalogView(name, description, sql))
 
         def parquet(relative_dir: str) -> str:
             # union_by_name lets shards written by different schema versions share one view.
-            return f"read_parquet('{relative_dir}/part-*.parquet', union_by_name = true)"
+            return f"read_parquet('{RUN_TOKEN}{relative_dir}/part-*.parquet', union_by_name = true)"
 
         for table in (*DATA_TABLES, "quarantine"):
             if _has_parts(run.table_dir(table)):
@@ -86,7 +94,7 @@ def build_catalog(run: RunDir) -> list[CatalogView]:
             create(
                 "ingest_stats",
                 "SELECT * EXCLUDE (quarantine_reasons), to_json(quarantine_reasons) AS quarantine_reasons "
-                "FROM read_json('stats/ingest/*.json', union_by_name = true)",
+                f"FROM read_json('{RUN_TOKEN}stats/ingest/*.json', union_by_name = true)",
                 "per-shard ingest counts: rows_in = rows_written + rows_quarantined",
             )
 
@@ -109,7 +117,7 @@ def build_catalog(run: RunDir) -> list[CatalogView]:
                     relative = f"{stage_dir}/{table_dir.name}"
                     view_name = stage_dir + "_" + re.sub(r"\W", "_", table_dir.name)
                     create(view_name,
-                           f"SELECT * FROM read_parquet('{relative}/*.parquet', union_by_name = true)",
+                           f"SELECT * FROM read_parquet('{RUN_TOKEN}{relative}/*.parquet', union_by_name = true)",
                            f"the {relative} table")
 
         score_views = [score_view_name(k, versioned=False) for k in sorted(latest)
@@ -127,17 +135,32 @@ def build_catalog(run: RunDir) -> list[CatalogView]:
             for name, sql, description in provider(con, existing_names):
                 create(name, sql, description)
                 existing_names.add(name)
-        con.execute("CREATE OR REPLACE TABLE thresher_views (name VARCHAR, description VARCHAR)")
-        con.executemany("INSERT INTO thresher_views VALUES (?, ?)", [(v.name, v.description) for v in views])
+        con.execute("CREATE OR REPLACE TABLE thresher_views "
+                    "(position INTEGER, name VARCHAR, description VARCHAR, definition VARCHAR)")
+        con.executemany("INSERT INTO thresher_views VALUES (?, ?, ?, ?)",
+                        [(i, v.name, v.description, v.definition) for i, v in enumerate(views)])
     finally:
         con.close()
     return views
 
 
 def open_catalog(run: RunDir, *, read_only: bool = True) -> duckdb.DuckDBPyConnection:
-    """A connection to the run's catalog whose relative view paths resolve inside the run."""
+    """A connection to the run's catalog whose relative view paths resolve inside the run.
+
+    A read-only connection is also sandboxed: it may read files inside the run directory only,
+    write none, and cannot lift those limits (`lock_configuration`). Queries typed by users,
+    selection predicates and the dashboard all run on such connections.
+    """
     if not run.catalog_path.is_file():
         raise FileNotFoundError(f"{run.catalog_path} does not exist: run `thresher ingest` or `thresher curate` first")
     con = duckdb.connect(str(run.catalog_path), read_only=read_only)
     con.execute("SET file_search_path = ?", [str(run.root)])
+    if read_only:
+        root = str(run.root).replace("'", "''") + "/"
+        definitions = con.execute("SELECT name, definition FROM thresher_views ORDER BY position").fetchall()
+        for name, definition in definitions:
+            con.execute(f"CREATE TEMP VIEW {_quote_ident(name)} AS {definition.replace(RUN_TOKEN, root)}")
+        con.execute("SET allowed_directories = ?", [[str(run.root) + "/"]])
+        con.execute("SET enable_external_access = false")
+        con.execute("SET lock_configuration = true")
     return con
