@@ -1,5 +1,6 @@
 import pyarrow.parquet as pq
 import pytest
+from pydantic import ValidationError
 
 from tests.storage.test_catalog import run  # noqa: F401  (fixture: two shards, toy@1/toy@2 scores)
 from thresher.config import SelectionRecipe, SelectionStep
@@ -33,7 +34,7 @@ def test_limit_ranks_by_order_by_then_doc_id(run):  # noqa: F811
     run_selection(run, recipe(limit=2, order_by="toy_len DESC"))
     table = pq.read_table(selection_dir(run, "short") / "selected.parquet").to_pydict()
     assert sorted(table["rank"]) == [1, 2]
-    with pytest.raises(Exception):
+    with pytest.raises(ValidationError, match="greater than 0"):
         SelectionRecipe(name="x", limit=0)
 
 
