@@ -190,6 +190,27 @@ def sql(
 
 
 @app.command()
+def serve(
+    prefect_yaml: Annotated[Path, typer.Option(help="the deployments file")] = Path("prefect.yaml"),
+    only: Annotated[Optional[list[str]], typer.Option("--only", help="serve only this deployment; repeatable")] = None,
+    log_level: LogLevel = "INFO",
+) -> None:
+    """Serve the scheduled deployments of prefect.yaml from this process (no work pool needed).
+
+    Runs until interrupted; the Prefect UI (`prefect server start`) shows the deployments, their
+    schedules and runs. For work-pool based deployments use `prefect deploy --all` instead."""
+    _prefect_logging(log_level)
+    from prefect import serve as prefect_serve
+
+    from thresher.flows.deployments import load_deployments
+
+    deployments = _run_flow(load_deployments, prefect_yaml, only)
+    for deployment in deployments:
+        console.print(f"serving [bold]{deployment.name}[/] {deployment.parameters}")
+    prefect_serve(*deployments)
+
+
+@app.command()
 def scorers() -> None:
     """List the available scorers and the columns each writes."""
     from thresher.scorers.registry import available_scorers, build_scorer

@@ -80,6 +80,15 @@ class SelectionRecipe(StrictModel):
         return hashlib.sha256(payload.encode()).hexdigest()[:16]
 
 
+class TaskRunnerSpec(StrictModel):
+    """How tasks run: threads on one machine (default), processes for CPU-bound scorers, or Dask
+    (a local cluster, or an existing scheduler) to scale out."""
+
+    kind: Literal["threads", "processes", "dask"] = "threads"
+    workers: int | None = Field(None, gt=0, description="threads/processes/Dask workers; default: CPU count")
+    dask_address: str | None = Field(None, description="an existing Dask scheduler, e.g. tcp://host:8786")
+
+
 class Recipe(StrictModel):
     """An end-to-end curation run: what to read, how to score it, where the run lives."""
 
@@ -90,6 +99,7 @@ class Recipe(StrictModel):
     ingest: IngestConfig = IngestConfig()
     scorers: list[ScorerSpec] = Field(default_factory=lambda: list(DEFAULT_SCORERS))
     selections: list[SelectionRecipe] = Field(default_factory=list)
+    task_runner: TaskRunnerSpec = TaskRunnerSpec()
 
     def content_hash(self) -> str:
         payload = json.dumps(self.model_dump(mode="json"), sort_keys=True)

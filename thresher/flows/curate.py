@@ -2,12 +2,11 @@
 
 from __future__ import annotations
 
-from pathlib import Path
-
 from prefect import flow
 
 from thresher.config import Recipe, load_recipe
 from thresher.flows.ingest import ingest_flow
+from thresher.flows.runners import build_task_runner
 from thresher.flows.score import score_flow
 from thresher.flows.select import select_flow
 from thresher.storage.run_dir import RunDir
@@ -18,12 +17,16 @@ def curate_flow(recipe: Recipe) -> dict:
     run = RunDir(recipe.run_dir)
     run.init(seed=recipe.seed, recipe=recipe.model_dump(mode="json"), recipe_hash=recipe.content_hash())
     run.stage_started("curate")
-    ingested = ingest_flow(str(run.root), list(recipe.inputs), recipe.ingest, recipe.seed)
-    scored = score_flow(str(run.root), list(recipe.scorers))
+    runner = recipe.task_runner
+    ingested = ingest_flow.with_options(task_runner=build_task_runner(runner))(
+        str(run.root), list(recipe.inputs), recipe.ingest, recipe.seed)
+    scored = score_flow.with_options(task_runner=build_task_runner(runner))(str(run.root), list(recipe.scorers))
     selected = select_flow(str(run.root), list(recipe.selections)) if recipe.selections else []
     run.stage_finished("curate")
     return {"run_dir": str(run.root), "ingest": ingested, "score": scored, "selections": selected}
 
 
-def curate_recipe_file(path: str | Path) -> dict:
-    return curate_flow(load_recipe(path))
+@flow(name="thresher-curate-recipe", log_prints=True)
+def curate_recipe_flow(recipe_path: str) -> dict:
+    """Deployable entry point: the curate flow for a recipe file (see prefect.yaml)."""
+    return curate_flow(load_recipe(recipe_path))
