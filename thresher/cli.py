@@ -192,7 +192,7 @@ def sql(
 @app.command()
 def serve(
     prefect_yaml: Annotated[Path, typer.Option(help="the deployments file")] = Path("prefect.yaml"),
-    only: Annotated[Optional[list[str]], typer.Option("--only", help="serve only this deployment; repeatable")] = None,
+    only: Annotated[list[str] | None, typer.Option("--only", help="serve only this deployment; repeatable")] = None,
     log_level: LogLevel = "INFO",
 ) -> None:
     """Serve the scheduled deployments of prefect.yaml from this process (no work pool needed).

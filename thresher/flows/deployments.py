@@ -23,7 +23,8 @@ def _load_flow(entrypoint: str, project_dir: Path):
     try:
         return getattr(importlib.import_module(module), name)
     except (ImportError, AttributeError) as exc:
-        raise ConfigError(f"{project_dir / 'prefect.yaml'}: entrypoint {entrypoint!r} cannot be loaded: {exc}") from None
+        where = project_dir / "prefect.yaml"
+        raise ConfigError(f"{where}: entrypoint {entrypoint!r} cannot be loaded: {exc}") from None
 
 
 def _anchored(parameters: dict[str, Any], project_dir: Path) -> dict[str, Any]:
