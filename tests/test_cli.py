@@ -13,7 +13,7 @@ from thresher.storage.parquet_io import write_table_atomic
 from thresher.storage.run_dir import RunDir
 
 runner = CliRunner()
-COMMANDS = ["ingest", "score", "curate", "select", "sql", "serve", "scorers", "demo"]
+COMMANDS = ["ingest", "score", "curate", "select", "export", "sql", "serve", "scorers", "demo"]
 
 
 @pytest.mark.parametrize("command", COMMANDS)

@@ -247,6 +247,12 @@ def demo(
         console.print(f"  {program} sql {run_dir} \"{query}\"", soft_wrap=True, markup=False, highlight=False)
 
 
+# Commands that live beside the stage they drive.
+from thresher.export.commands import export as _export  # noqa: E402
+
+app.command("export")(_export)
+
+
 def main() -> None:  # pragma: no cover - console entry point
     sys.exit(app())
 
