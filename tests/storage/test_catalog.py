@@ -89,3 +89,13 @@ def test_read_only_catalog_cannot_touch_files_outside_the_run(run, tmp_path):
                 con.execute(statement).fetchall()
         assert con.execute("SELECT count(*) FROM documents").fetchall() == [(3,)]
     assert not (tmp_path / "leak.csv").exists()
+
+
+def test_several_sandboxed_readers_at_once_and_no_way_out(run):
+    with open_catalog(run) as first, open_catalog(run) as second:
+        assert first.execute("SELECT count(*) FROM documents").fetchall() == [(3,)]
+        assert second.execute("SELECT count(*) FROM documents_scored").fetchall() == [(3,)]
+        for statement in ("SET enable_external_access = true", "RESET enable_external_access",
+                          "SET allowed_directories = ['/']"):
+            with pytest.raises(duckdb.Error):
+                second.execute(statement).fetchall()

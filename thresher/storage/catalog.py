@@ -148,8 +148,9 @@ def open_catalog(run: RunDir, *, read_only: bool = True) -> duckdb.DuckDBPyConne
     """A connection to the run's catalog whose relative view paths resolve inside the run.
 
     A read-only connection is also sandboxed: it may read files inside the run directory only,
-    write none, and cannot lift those limits (`lock_configuration`). Queries typed by users,
-    selection predicates and the dashboard all run on such connections.
+    write none, and cannot lift those limits (DuckDB refuses to re-enable external access while
+    the database is open). Queries typed by users, selection predicates and the dashboard all run
+    on such connections, and several may be open at once.
     """
     if not run.catalog_path.is_file():
         raise FileNotFoundError(f"{run.catalog_path} does not exist: run `thresher ingest` or `thresher curate` first")
@@ -160,7 +161,10 @@ def open_catalog(run: RunDir, *, read_only: bool = True) -> duckdb.DuckDBPyConne
         definitions = con.execute("SELECT name, definition FROM thresher_views ORDER BY position").fetchall()
         for name, definition in definitions:
             con.execute(f"CREATE TEMP VIEW {_quote_ident(name)} AS {definition.replace(RUN_TOKEN, root)}")
-        con.execute("SET allowed_directories = ?", [[str(run.root) + "/"]])
-        con.execute("SET enable_external_access = false")
-        con.execute("SET lock_configuration = true")
+        # The sandbox is a property of the database instance, which DuckDB shares between the
+        # connections of one process: the first connection sets it, and once external access is
+        # off nobody can turn it back on or widen the allowed directories.
+        if con.execute("SELECT current_setting('enable_external_access')").fetchall()[0][0]:
+            con.execute("SET allowed_directories = ?", [[str(run.root) + "/"]])
+            con.execute("SET enable_external_access = false")
     return con
