@@ -37,6 +37,9 @@ test: $(STAMP)
 bench: $(STAMP)
 	$(PY) bench/ingest_throughput.py
 	$(PY) bench/ingest_memory.py
+	$(PY) bench/minhash_throughput.py
+	$(PY) bench/dedup_cluster_scale.py
+	$(PY) bench/dsir_throughput.py
 
 clean:
 	rm -rf $(VENV) $(DEMO_RUN) .pytest_cache

@@ -13,7 +13,8 @@ from thresher.storage.parquet_io import write_table_atomic
 from thresher.storage.run_dir import RunDir
 
 runner = CliRunner()
-COMMANDS = ["ingest", "score", "curate", "select", "export", "sql", "serve", "scorers", "demo"]
+COMMANDS = ["ingest", "score", "curate", "dedup", "dsir", "select", "export", "sql", "serve", "scorers", "demo",
+            "dashboard", "report"]
 
 
 @pytest.mark.parametrize("command", COMMANDS)

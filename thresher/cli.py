@@ -134,8 +134,35 @@ def curate(
     result = _run_flow(curate_flow, loaded)
     _print_ingest(result["ingest"])
     _print_score(result["score"])
+    _print_dedup(result["dedup"])
+    _print_dsir(result["dsir"])
     _print_selections(result["selections"])
     console.print(f"run directory: [bold]{result['run_dir']}[/]  ({time.perf_counter() - started:.1f} s)")
+
+
+def _print_dedup(result: dict | None) -> None:
+    if not result:
+        return
+    _print_rows("dedup", [
+        {"table": table, "documents": t["documents"], "exact dups": t["exact_duplicates"],
+         "near dups (MinHash)": t["minhash_duplicates"], "rate": f"{t['minhash_duplicate_rate']:.1%}",
+         "clusters": t["minhash_clusters"]}
+        for table, t in result["tables"].items()
+    ])
+
+
+def _print_dsir(result: dict | None) -> None:
+    if not result:
+        return
+    from thresher.dsir.report import kl_summary_rows
+
+    _print_rows("dsir", [{"fit": result["fit"]["fit_hash"], "weighted rows": result["weights"]["rows"],
+                          "selection": (result.get("selection") or {}).get("name", "-"),
+                          "selected": (result.get("selection") or {}).get("selected_rows", "-")}])
+    if result.get("report"):
+        keep = ("target", "selected_docs", "kl_target_selected", "kl_target_random", "kl_reduction_vs_random")
+        _print_rows("dsir: KL(target || sample), lower is closer",
+                    [{k: row.get(k) for k in keep} for row in kl_summary_rows(result["report"])])
 
 
 def _print_selections(results: list[dict]) -> None:
@@ -143,6 +170,45 @@ def _print_selections(results: list[dict]) -> None:
         rows = [{"step": s["step"], "rows": s["rows"]} for s in result["funnel"]]
         _print_rows(f"selection {result['name']} ({result['table']})",
                     rows + [{"step": "selected", "rows": result["selected_rows"]}])
+
+
+@app.command()
+def dedup(
+    run_dir: Annotated[Path, typer.Argument(help="an ingested run directory")],
+    config: Annotated[Path | None, typer.Option(
+        help="YAML with DedupConfig fields (ngram, num_perm, bands, rows, threshold, seed, verify, survivor, "
+             "prior_runs, …)")] = None,
+    threshold: Annotated[float | None, typer.Option(help="target Jaccard; with --derive, picks bands x rows")] = None,
+    derive: Annotated[bool, typer.Option(help="derive bands/rows from the threshold (datasketch's optimiser)")] = False,
+    verify: Annotated[bool, typer.Option(help="drop candidate pairs below the threshold by exact Jaccard")] = False,
+    prior_run: Annotated[list[Path] | None, typer.Option("--prior-run", help="dedup against an earlier run; "
+                                                         "repeatable")] = None,
+    seed: Annotated[int | None, typer.Option(help="MinHash seed")] = None,
+    log_level: LogLevel = "WARNING",
+) -> None:
+    """Mark exact and MinHash near duplicates: dedup/ tables and scores/exact_dedup@1, minhash_dedup@1."""
+    _prefect_logging(log_level)
+    from thresher.config import load_yaml_model
+    from thresher.dedup.config import DedupConfig
+    from thresher.flows.dedup import dedup_flow
+
+    base = _run_flow(load_yaml_model, config, DedupConfig) if config else DedupConfig()
+    overrides: dict = {}
+    if threshold is not None:
+        overrides["threshold"] = threshold
+    if derive:
+        overrides.update(bands=None, rows=None)
+    if verify:
+        overrides["verify"] = True
+    if prior_run:
+        overrides["prior_runs"] = [str(p) for p in prior_run]
+    if seed is not None:
+        overrides["seed"] = seed
+    try:
+        settings = DedupConfig.model_validate({**base.model_dump(), **overrides})
+    except ValueError as exc:
+        _fail(str(exc))
+    _print_dedup(_run_flow(dedup_flow, str(run_dir), settings))
 
 
 @app.command()
@@ -237,6 +303,8 @@ def demo(
     result = _run_flow(run_demo, run_dir, conversations)
     _print_ingest(result["ingest"])
     _print_score(result["score"])
+    _print_dedup(result["dedup"])
+    _print_dsir(result["dsir"])
     _print_selections(result["selections"])
     console.print(f"\n[bold green]demo finished[/] in {time.perf_counter() - started:.1f} s")
     console.print(f"run directory: [bold]{result['run_dir']}[/]\n")
@@ -248,9 +316,15 @@ def demo(
 
 
 # Commands that live beside the stage they drive.
+from thresher.dashboards.commands import dashboard as _dashboard  # noqa: E402
+from thresher.dashboards.commands import report as _report  # noqa: E402
+from thresher.dsir.cli import app as _dsir_app  # noqa: E402
 from thresher.export.commands import export as _export  # noqa: E402
 
 app.command("export")(_export)
+app.add_typer(_dsir_app, name="dsir", help="DSIR importance resampling: fit, weight, select.")
+app.command("dashboard")(_dashboard)
+app.command("report")(_report)
 
 
 def main() -> None:  # pragma: no cover - console entry point

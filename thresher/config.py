@@ -11,41 +11,18 @@ import json
 from pathlib import Path
 from typing import Any, Literal
 
-import yaml
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
+from pydantic import Field
 
-InputFormat = Literal[
-    "auto", "c4", "fineweb", "refinedweb", "jsonl", "parquet", "alpaca", "sharegpt"
-]
-
-
-class StrictModel(BaseModel):
-    model_config = ConfigDict(extra="forbid", frozen=True)
-
-
-class InputSpec(StrictModel):
-    """One input source: files, globs or directories of one format."""
-
-    paths: list[str] = Field(min_length=1, description="files, glob patterns or directories")
-    format: InputFormat = Field(
-        "auto", description="reader preset; 'auto' decides from the file name and columns"
-    )
-    text_field: str | None = Field(None, description="text column (jsonl/parquet); preset default")
-    url_field: str | None = None
-    timestamp_field: str | None = None
-
-    @field_validator("paths", mode="before")
-    @classmethod
-    def _one_path_is_a_list(cls, value: Any) -> Any:
-        return [value] if isinstance(value, str) else value
-
-
-class IngestConfig(StrictModel):
-    batch_rows: int = Field(2048, gt=0, description="rows per Arrow record batch and row group")
-    batch_bytes: int = Field(32 << 20, gt=0, description="text bytes per batch before it is cut")
-    max_doc_bytes: int = Field(
-        2 << 20, gt=0, description="documents with more UTF-8 bytes than this are quarantined"
-    )
+from thresher.config_base import (  # noqa: F401  (re-exported: the public config namespace)
+    ConfigError,
+    IngestConfig,
+    InputFormat,
+    InputSpec,
+    StrictModel,
+    load_yaml_model,
+)
+from thresher.dedup.config import DedupConfig
+from thresher.dsir.config import DsirConfig
 
 
 class ScorerSpec(StrictModel):
@@ -89,6 +66,8 @@ class TaskRunnerSpec(StrictModel):
     dask_address: str | None = Field(None, description="an existing Dask scheduler, e.g. tcp://host:8786")
 
 
+
+
 class Recipe(StrictModel):
     """An end-to-end curation run: what to read, how to score it, where the run lives."""
 
@@ -98,40 +77,14 @@ class Recipe(StrictModel):
     inputs: list[InputSpec] = Field(min_length=1)
     ingest: IngestConfig = IngestConfig()
     scorers: list[ScorerSpec] = Field(default_factory=lambda: list(DEFAULT_SCORERS))
+    dedup: DedupConfig | None = Field(None, description="exact + MinHash near-dedup; omit to skip the stage")
+    dsir: DsirConfig | None = Field(None, description="DSIR importance weights (+ a resampled selection)")
     selections: list[SelectionRecipe] = Field(default_factory=list)
     task_runner: TaskRunnerSpec = TaskRunnerSpec()
 
     def content_hash(self) -> str:
         payload = json.dumps(self.model_dump(mode="json"), sort_keys=True)
         return hashlib.sha256(payload.encode()).hexdigest()[:16]
-
-
-class ConfigError(ValueError):
-    """A config file that cannot be used; the message names the file and the bad key."""
-
-
-def _format_validation_error(path: Path, error: ValidationError) -> str:
-    lines = [f"{path}: {error.error_count()} problem(s) in the recipe"]
-    for item in error.errors():
-        where = ".".join(str(part) for part in item["loc"]) or "(top level)"
-        lines.append(f"  {where}: {item['msg']}")
-    return "\n".join(lines)
-
-
-def load_yaml_model(path: str | Path, model: type[StrictModel]) -> StrictModel:
-    path = Path(path)
-    try:
-        raw = yaml.safe_load(path.read_text(encoding="utf-8"))
-    except FileNotFoundError:
-        raise ConfigError(f"{path}: no such file") from None
-    except yaml.YAMLError as exc:
-        raise ConfigError(f"{path}: not valid YAML: {exc}") from None
-    if not isinstance(raw, dict):
-        raise ConfigError(f"{path}: expected a mapping at the top level, got {type(raw).__name__}")
-    try:
-        return model.model_validate(raw)
-    except ValidationError as exc:
-        raise ConfigError(_format_validation_error(path, exc)) from None
 
 
 def load_selection_recipe(path: str | Path) -> SelectionRecipe:

@@ -19,7 +19,8 @@ from pathlib import Path
 import orjson
 import yaml
 
-from thresher.config import InputSpec, Recipe, SelectionRecipe, SelectionStep
+from thresher.config import DedupConfig, InputSpec, Recipe, SelectionRecipe, SelectionStep
+from thresher.dsir.config import DsirConfig, DsirSelection, DsirTarget
 from thresher.flows.curate import curate_flow
 
 EXAMPLE_QUERIES = (
@@ -121,6 +122,7 @@ DEMO_SELECTIONS = (
         name="clean-web",
         table="documents",
         where=[
+            SelectionStep(name="not_duplicate", sql="NOT minhash_is_duplicate AND NOT exact_is_duplicate"),
             SelectionStep(name="english", sql="lang = 'en' AND lang_score >= 0.65"),
             SelectionStep(name="gopher_length", sql="gopher_word_count BETWEEN 50 AND 100000 "
                           "AND gopher_mean_word_length BETWEEN 3 AND 10"),
@@ -134,7 +136,8 @@ DEMO_SELECTIONS = (
     SelectionRecipe(
         name="english-instructions",
         table="instructions",
-        where=[SelectionStep(name="english", sql="lang = 'en' AND lang_score >= 0.65"),
+        where=[SelectionStep(name="not_duplicate", sql="NOT minhash_is_duplicate"),
+               SelectionStep(name="english", sql="lang = 'en' AND lang_score >= 0.65"),
                SelectionStep(name="substantial_answer", sql="gopher_word_count >= 30")],
         limit=1000,
         order_by="rep_dup_line_frac, doc_id",
@@ -142,10 +145,21 @@ DEMO_SELECTIONS = (
 )
 
 
+# DSIR toward the assistant answers of the ShareGPT data: which web documents (package READMEs,
+# licences) read most like a chat assistant's prose? The target is a query over the run itself.
+DEMO_DSIR = DsirConfig(
+    targets=[DsirTarget(name="assistant", sql="SELECT output AS text FROM instructions_scored "
+                        "WHERE lang = 'en' AND NOT minhash_is_duplicate")],
+    selection=DsirSelection(name="assistant-like-web", k=100, where="NOT minhash_is_duplicate AND lang = 'en'"),
+)
+
+
 def demo_recipe(run_dir: Path, conversations: int) -> Recipe:
     run_dir = run_dir.resolve()
     inputs = build_demo_inputs(run_dir / "inputs", conversations)
-    return Recipe(name="demo", run_dir=str(run_dir), seed=0, inputs=inputs, selections=list(DEMO_SELECTIONS))
+    return Recipe(name="demo", run_dir=str(run_dir), seed=0, inputs=inputs, selections=list(DEMO_SELECTIONS),
+                  dedup=DedupConfig(survivor="highest_score", survivor_column="gopher_word_count"),
+                  dsir=DEMO_DSIR)
 
 
 def run_demo(run_dir: Path, conversations: int = 1500) -> dict:

@@ -1,10 +1,12 @@
-"""The end-to-end `curate` flow: ingest, score, catalog, for one recipe."""
+"""The end-to-end `curate` flow: ingest, score, dedup, DSIR, select, for one recipe."""
 
 from __future__ import annotations
 
 from prefect import flow
 
 from thresher.config import Recipe, load_recipe
+from thresher.flows.dedup import dedup_flow
+from thresher.flows.dsir import dsir_flow
 from thresher.flows.ingest import ingest_flow
 from thresher.flows.runners import build_task_runner
 from thresher.flows.score import score_flow
@@ -21,9 +23,14 @@ def curate_flow(recipe: Recipe) -> dict:
     ingested = ingest_flow.with_options(task_runner=build_task_runner(runner))(
         str(run.root), list(recipe.inputs), recipe.ingest, recipe.seed)
     scored = score_flow.with_options(task_runner=build_task_runner(runner))(str(run.root), list(recipe.scorers))
+    deduped = (dedup_flow.with_options(task_runner=build_task_runner(runner))(str(run.root), recipe.dedup)
+               if recipe.dedup else None)
+    dsir = (dsir_flow.with_options(task_runner=build_task_runner(runner))(str(run.root), recipe.dsir)
+            if recipe.dsir else None)
     selected = select_flow(str(run.root), list(recipe.selections)) if recipe.selections else []
     run.stage_finished("curate")
-    return {"run_dir": str(run.root), "ingest": ingested, "score": scored, "selections": selected}
+    return {"run_dir": str(run.root), "ingest": ingested, "score": scored, "dedup": deduped, "dsir": dsir,
+            "selections": selected}
 
 
 @flow(name="thresher-curate-recipe", log_prints=True)

@@ -1,0 +1,74 @@
+"""The base of every thresher config: strict pydantic models, YAML loading with errors that name
+the file and the key, and the input/ingest settings every stage shares. Stage configs (dedup,
+DSIR, …) import from here, and `thresher.config` assembles them into recipes."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any, Literal
+
+import yaml
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
+
+InputFormat = Literal[
+    "auto", "c4", "fineweb", "refinedweb", "jsonl", "parquet", "alpaca", "sharegpt"
+]
+
+
+class StrictModel(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+
+class ConfigError(ValueError):
+    """A config file that cannot be used; the message names the file and the bad key."""
+
+
+def _format_validation_error(path: Path, error: ValidationError) -> str:
+    lines = [f"{path}: {error.error_count()} problem(s) in the recipe"]
+    for item in error.errors():
+        where = ".".join(str(part) for part in item["loc"]) or "(top level)"
+        lines.append(f"  {where}: {item['msg']}")
+    return "\n".join(lines)
+
+
+def load_yaml_model(path: str | Path, model: type[StrictModel]) -> StrictModel:
+    path = Path(path)
+    try:
+        raw = yaml.safe_load(path.read_text(encoding="utf-8"))
+    except FileNotFoundError:
+        raise ConfigError(f"{path}: no such file") from None
+    except yaml.YAMLError as exc:
+        raise ConfigError(f"{path}: not valid YAML: {exc}") from None
+    if not isinstance(raw, dict):
+        raise ConfigError(f"{path}: expected a mapping at the top level, got {type(raw).__name__}")
+    try:
+        return model.model_validate(raw)
+    except ValidationError as exc:
+        raise ConfigError(_format_validation_error(path, exc)) from None
+
+
+class InputSpec(StrictModel):
+    """One input source: files, globs or directories of one format."""
+
+    paths: list[str] = Field(min_length=1, description="files, glob patterns or directories")
+    format: InputFormat = Field(
+        "auto", description="reader preset; 'auto' decides from the file name and columns"
+    )
+    text_field: str | None = Field(None, description="text column (jsonl/parquet); preset default")
+    url_field: str | None = None
+    timestamp_field: str | None = None
+
+    @field_validator("paths", mode="before")
+    @classmethod
+    def _one_path_is_a_list(cls, value: Any) -> Any:
+        return [value] if isinstance(value, str) else value
+
+
+class IngestConfig(StrictModel):
+    batch_rows: int = Field(2048, gt=0, description="rows per Arrow record batch and row group")
+    batch_bytes: int = Field(32 << 20, gt=0, description="text bytes per batch before it is cut")
+    max_doc_bytes: int = Field(
+        2 << 20, gt=0, description="documents with more UTF-8 bytes than this are quarantined"
+    )
+
+
