@@ -9,7 +9,7 @@ TORCH := torch==2.13.0
 DEMO_RUN ?= thresher-demo-run
 PYTEST_ARGS ?=
 
-.PHONY: install demo test lint bench clean help
+.PHONY: install demo test kenlm-tools bench clean help
 
 help:
 	@echo "make demo   - install into $(VENV) and curate the embedded demo corpus into $(DEMO_RUN)/"
@@ -27,10 +27,15 @@ $(STAMP): pyproject.toml
 
 install: $(STAMP)
 
-demo: $(STAMP)
+# KenLM's lmplz + build_binary into .tools/bin (idempotent; installs boost with apt-get when root).
+# Without a compiler, KenLM training falls back to the pure-Python kaldingram trainer.
+kenlm-tools: $(STAMP)
+	@PYTHON=$(PY) scripts/build_kenlm_tools.sh || echo "warning: lmplz not built; KenLM training falls back to kaldingram"
+
+demo: $(STAMP) kenlm-tools
 	$(VENV)/bin/thresher demo $(DEMO_RUN)
 
-test: $(STAMP)
+test: $(STAMP) kenlm-tools
 	$(VENV)/bin/ruff check thresher tests bench
 	$(PY) -m pytest $(PYTEST_ARGS)
 
@@ -40,6 +45,8 @@ bench: $(STAMP)
 	$(PY) bench/minhash_throughput.py
 	$(PY) bench/dedup_cluster_scale.py
 	$(PY) bench/dsir_throughput.py
+	$(PY) bench/kenlm_overhead.py
+	$(PY) bench/lm_throughput.py --threads 1
 
 clean:
-	rm -rf $(VENV) $(DEMO_RUN) .pytest_cache
+	rm -rf $(VENV) $(DEMO_RUN) .pytest_cache .tools

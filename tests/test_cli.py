@@ -14,7 +14,7 @@ from thresher.storage.run_dir import RunDir
 
 runner = CliRunner()
 COMMANDS = ["ingest", "score", "curate", "dedup", "dsir", "select", "export", "sql", "serve", "scorers", "demo",
-            "dashboard", "report"]
+            "dashboard", "report", "perplexity", "train-kenlm", "train-proxy"]
 
 
 @pytest.mark.parametrize("command", COMMANDS)

