@@ -10,9 +10,8 @@ from pathlib import Path
 from typing import Annotated
 
 import typer
-from rich.console import Console
-from rich.table import Table
-from rich.text import Text
+
+from thresher.console import console, fail, print_rows
 
 app = typer.Typer(
     name="thresher",
@@ -21,8 +20,6 @@ app = typer.Typer(
     no_args_is_help=True,
     add_completion=False,
 )
-console = Console()
-err_console = Console(stderr=True)
 
 RunDirArg = Annotated[Path, typer.Argument(help="run directory (created if absent)")]
 LogLevel = Annotated[str, typer.Option("--log-level", help="Prefect log level on the console")]
@@ -33,22 +30,8 @@ def _prefect_logging(level: str) -> None:
     os.environ.setdefault("PREFECT_LOGGING_LEVEL", level.upper())
 
 
-def _fail(message: str) -> None:
-    # soft_wrap keeps paths whole; Text keeps brackets in messages from being read as markup.
-    err_console.print(Text("error: ", style="bold red") + Text(message), soft_wrap=True)
-    raise typer.Exit(code=2)
-
-
-def _print_rows(title: str, rows: list[dict]) -> None:
-    if not rows:
-        return
-    table = Table(title=title, title_justify="left")
-    for column in rows[0]:
-        table.add_column(str(column), overflow="fold")
-    for row in rows:
-        table.add_row(*["-" if v is None else f"{v:,}" if isinstance(v, int) and not isinstance(v, bool)
-                        else str(v) for v in row.values()])
-    console.print(table)
+_fail = fail
+_print_rows = print_rows
 
 
 def _print_ingest(result: dict) -> None:

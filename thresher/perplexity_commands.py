@@ -18,12 +18,9 @@ from pathlib import Path
 from typing import Annotated
 
 import typer
-from rich.console import Console
-from rich.table import Table
-from rich.text import Text
 
-console = Console()
-err_console = Console(stderr=True)
+from thresher.console import console, print_rows
+from thresher.console import fail as _fail
 
 InputsArg = Annotated[
     list[str],
@@ -35,9 +32,6 @@ FormatOpt = Annotated[str, typer.Option(help="format of non-.txt inputs: auto|c4
 TextFieldOpt = Annotated[str | None, typer.Option(help="text column for jsonl/parquet inputs")]
 
 
-def _fail(message: str) -> None:
-    err_console.print(Text("error: ", style="bold red") + Text(message), soft_wrap=True)
-    raise typer.Exit(code=2)
 
 
 def _errors() -> tuple[type[BaseException], ...]:
@@ -49,15 +43,7 @@ def _errors() -> tuple[type[BaseException], ...]:
 
 
 def _table(title: str, rows: list[dict]) -> None:
-    if not rows:
-        return
-    table = Table(title=title, title_justify="left")
-    for column in rows[0]:
-        table.add_column(str(column), overflow="fold")
-    for row in rows:
-        table.add_row(*["-" if v is None else f"{v:,}" if isinstance(v, int) and not isinstance(v, bool)
-                        else f"{v:,.1f}" if isinstance(v, float) else str(v) for v in row.values()])
-    console.print(table)
+    print_rows(title, rows, float_format=",.1f")
 
 
 def perplexity(

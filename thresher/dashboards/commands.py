@@ -10,18 +10,11 @@ from pathlib import Path
 from typing import Annotated
 
 import typer
-from rich.console import Console
-from rich.text import Text
 
-console = Console()
-err_console = Console(stderr=True)
+from thresher.console import console
+from thresher.console import fail as _fail
 
 RunDirArg = Annotated[Path, typer.Argument(help="a run directory (with catalog.duckdb)", show_default=False)]
-
-
-def _fail(message: str) -> None:
-    err_console.print(Text("error: ", style="bold red") + Text(message), soft_wrap=True)
-    raise typer.Exit(code=2)
 
 
 def dashboard(

@@ -14,9 +14,9 @@ from pathlib import Path
 from typing import Annotated
 
 import typer
-from rich.console import Console
-from rich.table import Table
-from rich.text import Text
+
+from thresher.console import console, print_rows
+from thresher.console import fail as _fail
 
 app = typer.Typer(
     name="dsir",
@@ -25,8 +25,6 @@ app = typer.Typer(
     no_args_is_help=True,
     add_completion=False,
 )
-console = Console()
-err_console = Console(stderr=True)
 
 RunDirArg = Annotated[Path, typer.Argument(help="an ingested run directory")]
 ConfigOpt = Annotated[Path | None, typer.Option("--config", "-c", help="DSIR config YAML (targets, fit, selection)")]
@@ -34,9 +32,6 @@ FitOpt = Annotated[str | None, typer.Option("--fit", help="fit hash to use; defa
 LogLevel = Annotated[str, typer.Option("--log-level", help="Prefect log level on the console")]
 
 
-def _fail(message: str) -> None:
-    err_console.print(Text("error: ", style="bold red") + Text(message), soft_wrap=True)
-    raise typer.Exit(code=2)
 
 
 def _pairs(values: list[str] | None, option: str) -> list[tuple[str, str]]:
@@ -49,16 +44,7 @@ def _pairs(values: list[str] | None, option: str) -> list[tuple[str, str]]:
     return out
 
 
-def _table(title: str, rows: list[dict]) -> None:
-    if not rows:
-        return
-    table = Table(title=title, title_justify="left")
-    for column in rows[0]:
-        table.add_column(str(column), overflow="fold")
-    for row in rows:
-        table.add_row(*["-" if v is None else f"{v:,}" if isinstance(v, int) and not isinstance(v, bool)
-                        else f"{v:.4g}" if isinstance(v, float) else str(v) for v in row.values()])
-    console.print(table)
+_table = print_rows
 
 
 def _run(fn, *args):

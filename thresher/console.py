@@ -1,0 +1,40 @@
+"""Terminal output shared by every command: errors and small tables."""
+
+from __future__ import annotations
+
+import typer
+from rich.console import Console
+from rich.table import Table
+from rich.text import Text
+
+console = Console()
+err_console = Console(stderr=True)
+
+
+def fail(message: str) -> None:
+    """Print `error: message` on stderr and exit with status 2."""
+    # soft_wrap keeps paths whole; Text keeps brackets in messages from being read as markup.
+    err_console.print(Text("error: ", style="bold red") + Text(message), soft_wrap=True)
+    raise typer.Exit(code=2)
+
+
+def _cell(value: object, float_format: str) -> str:
+    if value is None:
+        return "-"
+    if isinstance(value, int) and not isinstance(value, bool):
+        return f"{value:,}"
+    if isinstance(value, float):
+        return format(value, float_format)
+    return str(value)
+
+
+def print_rows(title: str, rows: list[dict], float_format: str = ".4g") -> None:
+    """A table with one column per key of the first row; nothing when there are no rows."""
+    if not rows:
+        return
+    table = Table(title=title, title_justify="left")
+    for column in rows[0]:
+        table.add_column(str(column), overflow="fold")
+    for row in rows:
+        table.add_row(*[_cell(v, float_format) for v in row.values()])
+    console.print(table)
