@@ -40,7 +40,8 @@ def test_run_summary_lists_stages_tables_and_views(demo):
     stages = {s.name: s for s in summary.stages}
     assert stages["ingest"].status == "finished"
     assert stages["ingest"].counts["rows_in"] == d.funnel(demo).rows_in
-    assert {r["scorer"] for r in stages["score"].tables["summary"]} == {"heuristics@1", "langid@1"}
+    assert {r["scorer"] for r in stages["score"].tables["summary"]} == {
+        "heuristics@1", "langid@1", "kenlm@1", "lm_perplexity@1"}
     assert summary.table_rows["documents"] > 100
     assert ("documents", "every documents row of the run") in summary.views
 
@@ -48,7 +49,8 @@ def test_run_summary_lists_stages_tables_and_views(demo):
 def test_score_views_leave_out_aliases_and_list_numeric_columns(demo):
     views = d.score_views(demo)
     # score_*_v1 are the same tables; the demo runs dedup and DSIR as well as the scorers.
-    assert views == ["score_dsir", "score_exact_dedup", "score_heuristics", "score_langid", "score_minhash_dedup"]
+    assert views == ["score_dsir", "score_exact_dedup", "score_heuristics", "score_kenlm", "score_langid",
+                     "score_lm_perplexity", "score_minhash_dedup"]
     columns = d.score_columns(demo)
     assert columns["score_langid"] == ["lang_score"]  # `lang` is text, doc_id an identifier
     assert {"text_n_chars", "gopher_word_count", "c4_has_curly_brace"} <= set(columns["score_heuristics"])
