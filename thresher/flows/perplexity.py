@@ -24,17 +24,13 @@ import numpy as np
 import pyarrow.parquet as pq
 from prefect import flow
 from prefect.artifacts import create_markdown_artifact
-from prefect.futures import as_completed
 from prefect.task_runners import ThreadPoolTaskRunner
 
 from thresher.config import ScorerSpec
 from thresher.flows.artifacts import artifact_key, publish_score, score_summary
-from thresher.flows.tasks import result_of, run_result_storage, score_shard_task
-from thresher.progress import stage_progress
-from thresher.scorers.apply import score_cache_key
+from thresher.flows.score import score_every_shard
 from thresher.scorers.base import Scorer, scorer_key
 from thresher.storage.catalog import build_catalog
-from thresher.storage.parquet_io import read_cache_key
 from thresher.storage.run_dir import RunDir
 
 # scorer name -> (module:class, perplexity column)
@@ -128,22 +124,7 @@ def perplexity_flow(run_dir: str, scorers: list[ScorerSpec]) -> dict:
     for scorer in built:
         prepare_models(scorer)
     run.stage_started("perplexity", scorers=[scorer_key(s) for s in built])
-    task = score_shard_task.with_options(result_storage=run_result_storage(run))
-    stats = []
-    for scorer in built:
-        with stage_progress(f"perplexity {scorer_key(scorer)}", len(parts)) as bar:
-            futures = {}
-            for table, shard_id, _ in parts:
-                key = score_cache_key(run, scorer, table, shard_id)
-                futures[task.submit(str(run.root), scorer, table, shard_id, key)] = (table, shard_id, key)
-            for future in as_completed(list(futures)):
-                table, shard_id, key = futures[future]
-                result = result_of(future)
-                if read_cache_key(run.score_part(scorer_key(scorer), shard_id)) != key:
-                    result = task.with_options(refresh_cache=True)(str(run.root), scorer, table, shard_id, key)
-                stats.append(result)
-                bar.advance(result["rows"])
-    summary = score_summary(stats)
+    summary = score_summary(score_every_shard(run, built, "perplexity"))
     distributions = []
     for scorer in built:
         if scorer.name in PERPLEXITY_SCORERS:
