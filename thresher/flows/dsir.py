@@ -18,7 +18,6 @@ import time
 from prefect import flow, task
 from prefect.artifacts import create_markdown_artifact, create_table_artifact
 from prefect.cache_policies import NO_CACHE
-from prefect.futures import as_completed
 
 from thresher.dsir.config import DsirConfig, DsirSelection
 from thresher.dsir.fit import fit_dsir, fit_identity, fit_path, load_fit, point_latest, save_fit
@@ -26,10 +25,9 @@ from thresher.dsir.report import kl_summary_rows, selection_report, to_markdown
 from thresher.dsir.resample import check_weights_current, select_dsir
 from thresher.dsir.weights import DsirScorer
 from thresher.flows.artifacts import artifact_key, score_summary
+from thresher.flows.score import score_every_shard
 from thresher.flows.tasks import result_of, run_result_storage
 from thresher.progress import stage_progress
-from thresher.scorers.apply import score_cache_key, score_shard
-from thresher.scorers.base import scorer_key
 from thresher.storage.catalog import build_catalog
 from thresher.storage.parquet_io import read_cache_key
 from thresher.storage.run_dir import RunDir
@@ -49,12 +47,6 @@ def dsir_fit_task(run_root: str, config: DsirConfig, cache_key: str) -> dict:
     save_fit(run, fitted, identity=cache_key)
     return {"fit_hash": fitted.fit_hash, "stats": fitted.stats, "skipped": False,
             "seconds": round(time.perf_counter() - started, 3)}
-
-
-@task(name="dsir-weight", cache_key_fn=_cache_key_parameter, persist_result=True,
-      task_run_name="weight {table}/{shard_id}")
-def dsir_weight_task(run_root: str, scorer: DsirScorer, table: str, shard_id: str, cache_key: str) -> dict:
-    return score_shard(RunDir(run_root), scorer, table, shard_id)
 
 
 @task(name="dsir-select", cache_policy=NO_CACHE, task_run_name="select {selection.name}")
@@ -92,21 +84,7 @@ def _fit(run: RunDir, config: DsirConfig) -> dict:
 
 def _weight(run: RunDir, fit_hash: str) -> dict:
     scorer = DsirScorer.from_fit(load_fit(run, fit_hash))
-    parts = run.data_parts()
-    task_ = dsir_weight_task.with_options(result_storage=run_result_storage(run))
-    stats = []
-    with stage_progress(f"dsir weight {scorer_key(scorer)}", len(parts)) as bar:
-        futures = {}
-        for table, shard_id, _ in parts:
-            key = score_cache_key(run, scorer, table, shard_id)
-            futures[task_.submit(str(run.root), scorer, table, shard_id, key)] = (table, shard_id, key)
-        for future in as_completed(list(futures)):
-            table, shard_id, key = futures[future]
-            result = result_of(future)
-            if read_cache_key(run.score_part(scorer_key(scorer), shard_id)) != key:
-                result = task_.with_options(refresh_cache=True)(str(run.root), scorer, table, shard_id, key)
-            stats.append(result)
-            bar.advance(result["rows"])
+    stats = score_every_shard(run, [scorer], "dsir weight")
     build_catalog(run)
     summary = score_summary(stats)[0]
     return {**summary, "fit_hash": fit_hash, "shards_detail": sorted(stats, key=lambda s: s["shard_id"])}
