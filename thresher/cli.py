@@ -119,6 +119,7 @@ def curate(
     _print_score(result["score"])
     _print_dedup(result["dedup"])
     _print_dsir(result["dsir"])
+    _print_judge(result.get("judge"))
     _print_selections(result["selections"])
     console.print(f"run directory: [bold]{result['run_dir']}[/]  ({time.perf_counter() - started:.1f} s)")
 
@@ -146,6 +147,14 @@ def _print_dsir(result: dict | None) -> None:
         keep = ("target", "selected_docs", "kl_target_selected", "kl_target_random", "kl_reduction_vs_random")
         _print_rows("dsir: KL(target || sample), lower is closer",
                     [{k: row.get(k) for k in keep} for row in kl_summary_rows(result["report"])])
+
+
+def _print_judge(result: dict | None) -> None:
+    if not result:
+        return
+    keep = ("judge", "rows", "not_sampled", "model_rows", "cache_hits", "parse_errors", "injection_flags",
+            "rows_per_second")
+    _print_rows("judges", [{k: j.get(k) for k in keep} for j in result["judges"]])
 
 
 def _print_selections(results: list[dict]) -> None:
@@ -288,6 +297,7 @@ def demo(
     _print_score(result["score"])
     _print_dedup(result["dedup"])
     _print_dsir(result["dsir"])
+    _print_judge(result.get("judge"))
     _print_selections(result["selections"])
     console.print(f"\n[bold green]demo finished[/] in {time.perf_counter() - started:.1f} s")
     console.print(f"run directory: [bold]{result['run_dir']}[/]\n")
@@ -306,6 +316,10 @@ from thresher.export.commands import export as _export  # noqa: E402
 
 app.command("export")(_export)
 app.add_typer(_dsir_app, name="dsir", help="DSIR importance resampling: fit, weight, select.")
+
+from thresher.judges.cli import app as _judge_app  # noqa: E402
+
+app.add_typer(_judge_app, name="judge", help="SLM judges and IFD: run, calibrate, measure prompt injection.")
 
 from thresher import perplexity_commands as _perplexity  # noqa: E402
 

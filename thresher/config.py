@@ -11,7 +11,7 @@ import json
 from pathlib import Path
 from typing import Any, Literal
 
-from pydantic import Field
+from pydantic import Field, field_validator
 
 from thresher.config_base import (  # noqa: F401  (re-exported: the public config namespace)
     ConfigError,
@@ -79,8 +79,21 @@ class Recipe(StrictModel):
     scorers: list[ScorerSpec] = Field(default_factory=lambda: list(DEFAULT_SCORERS))
     dedup: DedupConfig | None = Field(None, description="exact + MinHash near-dedup; omit to skip the stage")
     dsir: DsirConfig | None = Field(None, description="DSIR importance weights (+ a resampled selection)")
+    judges: list[ScorerSpec] = Field(
+        default_factory=list,
+        description="SLM judges and IFD (judge_alpagasus, judge_edu, ifd, ...), run after scoring and dedup, "
+        "before selection, so selections can use their scores")
     selections: list[SelectionRecipe] = Field(default_factory=list)
     task_runner: TaskRunnerSpec = TaskRunnerSpec()
+
+    @field_validator("scorers")
+    @classmethod
+    def _no_judges_among_scorers(cls, scorers: list[ScorerSpec]) -> list[ScorerSpec]:
+        for spec in scorers:
+            if spec.name == "ifd" or spec.name.startswith("judge_"):
+                raise ValueError(f"{spec.name} is a judge: list it under `judges:`, which caches judgments and reads "
+                                 "the instruction fields")
+        return scorers
 
     def content_hash(self) -> str:
         payload = json.dumps(self.model_dump(mode="json"), sort_keys=True)

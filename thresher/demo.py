@@ -9,6 +9,8 @@ No network and no ../shared: the text comes from installed packages.
 - reference models trained on the fly on the chat data's assistant turns (a KenLM 4-gram with
   KenLM's own lmplz, or kaldingram without a compiler, and a 2-layer GPT-2 proxy), which score
   every document's perplexity;
+- an SLM judge (Qwen2.5-Coder-0.5B-Instruct, shipped split over PyPI packages) grading a small
+  seeded sample of the instructions;
 - a damaged shard made from real documents (a cut gzip stream, broken JSON, invalid UTF-8, empty
   and non-string text) so that the quarantine path runs too.
 """
@@ -32,6 +34,16 @@ EXAMPLE_QUERIES = (
     "FROM perplexity_bands_kenlm GROUP BY kenlm_band ORDER BY median_pp",
     "SELECT count(*) AS copies, any_value(left(text, 50)) AS text FROM documents "
     "GROUP BY hash(text) HAVING count(*) > 1 ORDER BY copies DESC LIMIT 5",
+    "SELECT round(judge_alpagasus_score::DOUBLE, 2) AS score, judge_alpagasus_injection AS injection, "
+    "left(instruction, 60) AS instruction FROM instructions_scored "
+    "WHERE judge_alpagasus_parse_error IS DISTINCT FROM 'not_sampled' ORDER BY score DESC LIMIT 10",
+)
+
+# The SLM judge (Qwen2.5-Coder-0.5B-Instruct, packaged) grades a seeded ~2 % sample of the
+# instructions in expected-score mode: enough to show the stage without making the demo slow.
+DEMO_JUDGES = (
+    ScorerSpec(name="judge_alpagasus", params={"sample_fraction": 0.02, "max_input_tokens": 256,
+                                               "max_instruction_tokens": 128, "batch_size": 8}),
 )
 
 _LICENCE_PREFIXES = ("license", "licence", "copying", "notice", "authors")
@@ -171,6 +183,13 @@ DEMO_SELECTIONS = (
         limit=1000,
         order_by="rep_dup_line_frac, doc_id",
     ),
+    SelectionRecipe(
+        name="judged-instructions",
+        table="instructions",
+        where=[SelectionStep(name="judged", sql="judge_alpagasus_score IS NOT NULL"),
+               SelectionStep(name="not_duplicate", sql="NOT minhash_is_duplicate"),
+               SelectionStep(name="accurate", sql="judge_alpagasus_score >= 3.5")],
+    ),
 )
 
 
@@ -197,7 +216,7 @@ def demo_recipe(run_dir: Path, conversations: int) -> Recipe:
     return Recipe(name="demo", run_dir=str(run_dir), seed=0, inputs=inputs, scorers=scorers,
                   selections=list(DEMO_SELECTIONS),
                   dedup=DedupConfig(survivor="highest_score", survivor_column="gopher_word_count"),
-                  dsir=DEMO_DSIR)
+                  dsir=DEMO_DSIR, judges=list(DEMO_JUDGES))
 
 
 def run_demo(run_dir: Path, conversations: int = 1500) -> dict:

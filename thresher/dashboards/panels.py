@@ -267,15 +267,22 @@ def _pick_score_column(cat: d.Catalog, params: Params) -> tuple[str, str | None]
     return view, column
 
 
+def _small_multiples(ctx: RenderContext, hists: list) -> str:
+    """Compact histograms of the columns that hold values; all-null columns (e.g. a judge run on a
+    sample of rows that missed this view's rows) are named in a note instead of an empty chart."""
+    empty = [x.column for x in hists if not x.counts]
+    grid = '<div class="grid">' + "".join(ctx.figure(f.histogram_figure(x, height=250, compact=True), modebar=False)
+                                          for x in hists if x.counts) + "</div>"
+    return grid + (note("no values in: " + ", ".join(empty)) if empty else "")
+
+
 def render_scores(cat: d.Catalog, ctx: RenderContext, params: Params) -> str:
     out = []
     if ctx.static:
         for view in d.score_views(cat):
             hists = d.histograms(cat, view, bins=40)
             out.append(f'<h3 id="scores-{h(view)}">{h(view)}</h3>'
-                       f'{note(cat.views.get(view, ""))}'
-                       '<div class="grid">' + "".join(ctx.figure(f.histogram_figure(x, height=250, compact=True),
-                                                                 modebar=False) for x in hists) + "</div>")
+                       f'{note(cat.views.get(view, ""))}' + _small_multiples(ctx, hists))
         return "\n".join(out)
     view, column = _pick_score_column(cat, params)
     bins = param_int(params, "bins", 40, 2, 200)
@@ -586,9 +593,7 @@ def render_judges(cat: d.Catalog, ctx: RenderContext, params: Params) -> str:
         if j.unparsed:
             out.append(table(["score column", "raw output but no score (unparsed)"],
                              [[h(c), h(fmt(n))] for c, n in j.unparsed.items()]))
-        out.append('<div class="grid">' + "".join(
-            ctx.figure(f.histogram_figure(x, height=250, compact=True), modebar=False) for x in j.histograms)
-            + "</div>")
+        out.append(_small_multiples(ctx, j.histograms))
         if j.calibration is not None:
             out.append("<h4>Calibration</h4>" + note(
                 f"mean {j.calibration.y} per bin of {j.calibration.x} over the joint distribution")

@@ -13,6 +13,13 @@ _SCORERS: dict[str, str] = {
     "langid": "thresher.scorers.langid:LanguageIdScorer",
     "kenlm": "thresher.scorers.kenlm_perplexity:KenLMPerplexityScorer",
     "lm_perplexity": "thresher.scorers.lm_perplexity:CausalLMPerplexityScorer",
+    # SLM judges and IFD read more than `text` (their `input_columns`) from the table they name.
+    "judge_alpagasus": "thresher.judges.judges:AlpaGasusJudge",
+    "judge_ultrafeedback": "thresher.judges.judges:UltraFeedbackJudge",
+    "judge_edu": "thresher.judges.judges:EduJudge",
+    "judge_deita_complexity": "thresher.judges.judges:DeitaComplexityJudge",
+    "judge_deita_quality": "thresher.judges.judges:DeitaQualityJudge",
+    "ifd": "thresher.judges.ifd:IFDScorer",
 }
 
 

@@ -1,0 +1,147 @@
+"""The `judge` flow: SLM judges (and IFD) over the shards of the table each reads, into versioned
+sidecar tables, with per-judge statistics and score histograms as Prefect artifacts; and the
+`judge-calibrate` flow.
+
+Judges differ from the generic score flow in three ways: each reads its own table (instruction
+judges `instructions/`, the educational-value judge `documents/`), reads more than `text`, and
+caches every judgment under `<run>/judge_cache/`, so a re-run (or a run whose shards changed only
+partly) never asks the model twice.
+"""
+
+from __future__ import annotations
+
+from prefect import flow, task
+from prefect.artifacts import create_markdown_artifact, create_table_artifact
+from prefect.futures import as_completed
+
+from thresher.config import ScorerSpec
+from thresher.flows.artifacts import artifact_key
+from thresher.flows.tasks import _explicit_cache_key, result_of, run_result_storage
+from thresher.judges.runner import build_judge_scorer, judge_shard
+from thresher.progress import stage_progress
+from thresher.scorers.apply import score_cache_key
+from thresher.scorers.base import scorer_key
+from thresher.storage.catalog import build_catalog
+from thresher.storage.parquet_io import read_cache_key
+from thresher.storage.run_dir import RunDir
+
+DEFAULT_JUDGES = (ScorerSpec(name="judge_alpagasus"),)
+_STAT_KEYS = ("cache_hits", "model_rows", "parse_errors", "truncated", "injection_flags", "not_sampled")
+
+
+@task(name="judge-shard", cache_key_fn=_explicit_cache_key, persist_result=True, task_run_name="{table}/{shard_id}")
+def judge_shard_task(run_root: str, judge, table: str, shard_id: str, cache_key: str) -> dict:
+    return judge_shard(RunDir(run_root), judge, table, shard_id)
+
+
+def judge_summary(stats: list[dict]) -> list[dict]:
+    by_judge: dict[str, dict] = {}
+    for s in stats:
+        entry = by_judge.setdefault(s["scorer"], {"judge": s["scorer"], "table": s["table"], "shards": 0,
+                                                  "shards_skipped": 0, "rows": 0, "seconds": 0.0,
+                                                  **{k: 0 for k in _STAT_KEYS}})
+        entry["shards"] += 1
+        entry["shards_skipped"] += s["skipped"]
+        entry["rows"] += s["rows"]
+        entry["seconds"] = round(entry["seconds"] + s["seconds"], 3)
+        for k in _STAT_KEYS:
+            entry[k] += s.get(k, 0)
+    for entry in by_judge.values():
+        entry["rows_per_second"] = round(entry["model_rows"] / entry["seconds"], 2) if entry["seconds"] else None
+    return [by_judge[k] for k in sorted(by_judge)]
+
+
+def score_histogram(run: RunDir, judge) -> list[tuple[str, int]]:
+    """(bucket, rows) of the judge's main score over the whole run (nulls counted apart)."""
+    import duckdb
+
+    directory = run.root / "scores" / scorer_key(judge)
+    parts = sorted(str(p) for p in directory.glob("part-*.parquet"))
+    if not parts:
+        return []
+    column = "ifd_score" if judge.name == "ifd" else f"{judge.name}_score"
+    con = duckdb.connect()
+    try:
+        if judge.name == "ifd":
+            sql = (f"SELECT CASE WHEN {column} IS NULL THEN 'null' WHEN {column} >= 1 THEN '>= 1' "
+                   f"ELSE printf('%.1f-%.1f', floor({column} * 5) / 5, floor({column} * 5) / 5 + 0.2) END AS b, "
+                   "count(*) FROM read_parquet(?) GROUP BY b ORDER BY b")
+        else:  # one bucket per half point of the scale; rows outside the sample are not judged
+            sql = (f"SELECT CASE WHEN {column} IS NULL THEN 'null' "
+                   f"ELSE printf('%.1f', floor({column} * 2) / 2) END AS b, count(*) "
+                   f"FROM read_parquet(?) WHERE {judge.name}_parse_error IS DISTINCT FROM 'not_sampled' "
+                   "GROUP BY b ORDER BY b")
+        return [(b, int(n)) for b, n in con.execute(sql, [parts]).fetchall()]
+    finally:
+        con.close()
+
+
+def _histogram_markdown(name: str, histogram: list[tuple[str, int]]) -> str:
+    total = sum(n for _, n in histogram) or 1
+    lines = [f"## `{name}`", "", "| score | rows | |", "|---|---|---|"]
+    for bucket, n in histogram:
+        lines.append(f"| {bucket} | {n:,} | {'█' * max(1, round(40 * n / total)) if n else ''} |")
+    return "\n".join(lines)
+
+
+def publish_judge(run: RunDir, judges: list, summary: list[dict]) -> None:
+    name = run.root.name
+    create_table_artifact(summary, key=artifact_key(name, "judge-summary"),
+                          description=f"Judges over {name}: rows, cache hits, rows sent to the model, parse failures")
+    sections = [_histogram_markdown(scorer_key(j), score_histogram(run, j)) for j in judges]
+    create_markdown_artifact(f"# Judge scores of `{name}`\n\n" + "\n\n".join(sections) + "\n",
+                             key=artifact_key(name, "judge-histograms"),
+                             description="score histograms per judge (half-point buckets; IFD in 0.2 buckets)")
+
+
+@flow(name="thresher-judge", log_prints=True)
+def judge_flow(run_dir: str, judges: list[ScorerSpec] | None = None) -> dict:
+    """Run each judge over every shard of the table it reads."""
+    run = RunDir(run_dir)
+    if not run.exists():
+        raise FileNotFoundError(f"{run.root} is not a thresher run directory (no run.json)")
+    built = [build_judge_scorer(spec.name, spec.params, run=run) for spec in (judges or list(DEFAULT_JUDGES))]
+    run.stage_started("judge", judges=[scorer_key(j) for j in built])
+    task_ = judge_shard_task.with_options(result_storage=run_result_storage(run))
+    stats: list[dict] = []
+    for judge in built:
+        parts = [(t, s) for t, s, _ in run.data_parts() if t == judge.table]
+        if not parts:
+            raise ValueError(f"{run.root} has no {judge.table} for {judge.name} to judge")
+        with stage_progress(f"judge {scorer_key(judge)}", len(parts)) as bar:
+            futures = {}
+            for table, shard_id in parts:
+                key = score_cache_key(run, judge, table, shard_id)
+                futures[task_.submit(str(run.root), judge, table, shard_id, key)] = (table, shard_id, key)
+            for future in as_completed(list(futures)):
+                table, shard_id, key = futures[future]
+                result = result_of(future)
+                if read_cache_key(run.score_part(scorer_key(judge), shard_id)) != key:
+                    result = task_.with_options(refresh_cache=True)(str(run.root), judge, table, shard_id, key)
+                if result["skipped"]:  # a cached task result describes the run that computed it
+                    result = {**result, **{k: 0 for k in _STAT_KEYS}}
+                stats.append(result)
+                bar.advance(result["rows"])
+    summary = judge_summary(stats)
+    build_catalog(run)
+    publish_judge(run, built, summary)
+    run.stage_finished("judge", summary=summary)
+    return {"run_dir": str(run.root), "judges": summary}
+
+
+@flow(name="thresher-judge-calibrate", log_prints=True)
+def calibrate_flow(run_dir: str, judge: ScorerSpec, name: str, labels_path: str | None = None,
+                   label_column: str = "label", degraded: int | None = None, sample: int = 200, seed: int = 0,
+                   positive_threshold: float | None = None) -> dict:
+    from thresher.judges.calibrate import calibrate_judge, markdown, summary_json
+
+    run = RunDir(run_dir)
+    built = build_judge_scorer(judge.name, judge.params, run=run)
+    result, paths = calibrate_judge(run, built, name=name, labels_path=labels_path, label_column=label_column,
+                                    degraded=degraded, sample=sample, seed=seed,
+                                    positive_threshold=positive_threshold)
+    build_catalog(run)
+    create_markdown_artifact(markdown(result), key=artifact_key(run.root.name, "judge-calibration", name),
+                             description=f"calibration of {built.name} on {result.reference}")
+    print(summary_json(result))
+    return {"calibration": result, "paths": {k: str(v) for k, v in paths.items()}}

@@ -1,0 +1,187 @@
+"""`thresher judge ...`: run SLM judges over a run, calibrate them, measure prompt injection."""
+
+from __future__ import annotations
+
+import json
+import os
+from pathlib import Path
+from typing import Annotated
+
+import typer
+
+from thresher.console import console, fail, print_rows
+
+app = typer.Typer(
+    name="judge",
+    help="SLM-as-judge: instruction quality (AlpaGasus, UltraFeedback, DEITA), educational value "
+    "(FineWeb-Edu), IFD; calibration and prompt-injection measurements.",
+    no_args_is_help=True,
+    add_completion=False,
+)
+
+JudgeOpt = Annotated[list[str] | None, typer.Option(
+    "--judge", "-j", help="judge_alpagasus, judge_ultrafeedback, judge_edu, judge_deita_complexity, "
+    "judge_deita_quality, ifd (a _gen suffix selects generate mode); repeatable")]
+ModeOpt = Annotated[str | None, typer.Option("--mode", help="expected (score-token probabilities) or generate")]
+ModelOpt = Annotated[str | None, typer.Option("--model", help="model reference (default: the judge's)")]
+BackendOpt = Annotated[str | None, typer.Option("--backend", help="transformers, openai, llama_cpp or vllm")]
+BaseUrlOpt = Annotated[str | None, typer.Option("--base-url", help="OpenAI-compatible server, e.g. "
+                                                 "http://127.0.0.1:8000/v1 (implies --backend openai)")]
+ConcurrencyOpt = Annotated[int | None, typer.Option("--concurrency", help="HTTP requests in flight")]
+OptionOpt = Annotated[list[str] | None, typer.Option("--option", "-o", help="judge parameter KEY=VALUE (JSON "
+                                                     "values allowed), e.g. -o max_input_tokens=256; repeatable")]
+LogLevel = Annotated[str, typer.Option("--log-level", help="Prefect log level on the console")]
+
+
+def _params(mode, model, backend, base_url, concurrency, options) -> dict:
+    params: dict = {}
+    for item in options or []:
+        key, sep, value = item.partition("=")
+        if not sep:
+            fail(f"--option {item!r}: expected KEY=VALUE")
+        try:
+            params[key] = json.loads(value)
+        except json.JSONDecodeError:
+            params[key] = value
+    if mode:
+        params["mode"] = mode
+    if model:
+        params["model"] = model
+    if base_url:
+        backend = backend or "openai"
+        params.setdefault("backend_options", {})["base_url"] = base_url
+    if concurrency:
+        params.setdefault("backend_options", {})["concurrency"] = concurrency
+    if backend:
+        params["backend"] = backend
+    return params
+
+
+def _run(fn, *args, **kwargs):
+    from thresher.progress import show_progress
+
+    try:
+        with show_progress(console):
+            return fn(*args, **kwargs)
+    except (FileNotFoundError, ValueError) as exc:
+        fail(str(exc))
+    except RuntimeError as exc:  # LMError and friends: a backend that failed, said clearly
+        fail(f"{type(exc).__name__}: {exc}")
+
+
+@app.command()
+def run(
+    run_dir: Annotated[Path, typer.Argument(help="an ingested run directory")],
+    judge: JudgeOpt = None,
+    mode: ModeOpt = None,
+    model: ModelOpt = None,
+    backend: BackendOpt = None,
+    base_url: BaseUrlOpt = None,
+    concurrency: ConcurrencyOpt = None,
+    option: OptionOpt = None,
+    log_level: LogLevel = "WARNING",
+) -> None:
+    """Judge every shard of RUN_DIR's instructions (or documents, for judge_edu) into
+    scores/<judge>@<version>/; judgments are cached in RUN_DIR/judge_cache/."""
+    os.environ.setdefault("PREFECT_LOGGING_LEVEL", log_level.upper())
+    from thresher.config import ScorerSpec
+    from thresher.flows.judge import judge_flow
+
+    params = _params(mode, model, backend, base_url, concurrency, option)
+    names = judge or ["judge_alpagasus"]
+    specs = [ScorerSpec(name=n, params={k: v for k, v in params.items() if not (n == "ifd" and k == "mode")})
+             for n in names]
+    result = _run(judge_flow, str(run_dir), specs)
+    print_rows("judges", result["judges"])
+
+
+@app.command()
+def calibrate(
+    run_dir: Annotated[Path, typer.Argument(help="a run directory with instructions (or documents)")],
+    judge: Annotated[str, typer.Option("--judge", "-j", help="the judge to calibrate")] = "judge_alpagasus",
+    labels: Annotated[Path | None, typer.Option("--labels", help="reference labels: parquet/csv/jsonl with doc_id "
+                                                "and a label column")] = None,
+    label_column: Annotated[str, typer.Option("--label-column")] = "label",
+    degraded: Annotated[int | None, typer.Option("--degraded", help="no label file: judge N real answers "
+                                                 "against N degraded copies (swap/truncate/shuffle)")] = None,
+    sample: Annotated[int, typer.Option("--sample", help="labelled rows to judge at most")] = 200,
+    seed: Annotated[int, typer.Option("--seed")] = 0,
+    name: Annotated[str | None, typer.Option("--name", help="calibration name (default: judge + reference)")] = None,
+    positive_threshold: Annotated[float | None, typer.Option(
+        "--positive-threshold", help="graded labels >= this count as positive for the AUC (default: median)")] = None,
+    mode: ModeOpt = None,
+    model: ModelOpt = None,
+    backend: BackendOpt = None,
+    base_url: BaseUrlOpt = None,
+    concurrency: ConcurrencyOpt = None,
+    option: OptionOpt = None,
+    log_level: LogLevel = "WARNING",
+) -> None:
+    """Compare a judge's scores with reference labels on a sample: Spearman, AUC, confusion matrix,
+    written to RUN_DIR/judge_calibration/{metrics,confusion,rows}/<name>.parquet and an artifact."""
+    os.environ.setdefault("PREFECT_LOGGING_LEVEL", log_level.upper())
+    from thresher.config import ScorerSpec
+    from thresher.flows.judge import calibrate_flow
+
+    if (labels is None) == (degraded is None):
+        fail("give --labels FILE or --degraded N")
+    params = _params(mode, model, backend, base_url, concurrency, option)
+    calibration = name or (f"{judge}-{'degraded' if degraded else Path(str(labels)).stem}")
+    result = _run(calibrate_flow, str(run_dir), ScorerSpec(name=judge, params=params), calibration,
+                  str(labels) if labels else None, label_column, degraded, sample, seed, positive_threshold)
+    c = result["calibration"]
+    print_rows(f"calibration {c.calibration}", [{
+        "judge": f"{c.judge}@{c.judge_version}", "n": c.n, "scored": c.n_scored, "parse errors": c.n_parse_errors,
+        "spearman": f"{c.spearman:.3f}", "auc": f"{c.auc:.3f}",
+        "mean score +": f"{c.mean_score_positive:.3f}", "mean score -": f"{c.mean_score_negative:.3f}",
+    }])
+    print_rows("confusion (label, rounded score)", [{"label": a, "score": p, "rows": n} for a, p, n in c.confusion])
+    console.print(f"tables: {result['paths']['metrics'].rsplit('/', 2)[0]}/")
+
+
+@app.command()
+def injection(
+    data: Annotated[Path, typer.Argument(help="Alpaca-format JSON (instruction/input/output) or JSONL with text")],
+    judge: Annotated[str, typer.Option("--judge", "-j")] = "judge_alpagasus",
+    n: Annotated[int, typer.Option("--n", help="rows to attack")] = 8,
+    seed: Annotated[int, typer.Option("--seed")] = 0,
+    min_gain: Annotated[float, typer.Option("--min-gain", help="a rise larger than this counts")] = 0.1,
+    mode: ModeOpt = None,
+    model: ModelOpt = None,
+    backend: BackendOpt = None,
+    base_url: BaseUrlOpt = None,
+    option: OptionOpt = None,
+) -> None:
+    """Measure prompt injection: how many attacked rows score higher than their clean copy, with the
+    unhardened and the hardened prompt version."""
+    import random
+
+    from thresher.judges.injection import format_results, measure_injection
+    from thresher.judges.runner import build_judge_scorer
+
+    params = _params(mode, model, backend, base_url, None, option)
+    built = build_judge_scorer(judge, params)
+    if not hasattr(built, "template"):
+        fail(f"{judge} has no prompt to inject into")
+    text = data.read_text(encoding="utf-8")
+    records = json.loads(text) if data.suffix == ".json" else [json.loads(line) for line in text.splitlines() if line]
+    fields = built.template.fields
+    usable = [{f: (r.get(f) or "") for f in fields} for r in records
+              if all(isinstance(r.get(f, ""), str) for f in fields)]
+    rows = random.Random(seed).sample(usable, min(n, len(usable)))
+    results = _run(measure_injection, built, rows, min_gain=min_gain)
+    console.print(format_results(results))
+
+
+@app.command()
+def prompts() -> None:
+    """List the judge prompts shipped with thresher and their versions."""
+    from thresher.judges.templates import _load_task, available_tasks
+
+    rows = []
+    for task in available_tasks():
+        spec = _load_task(task)
+        for version, v in sorted(spec["versions"].items()):
+            rows.append({"task": task, "version": version, "hardened": bool(v.get("hardened")),
+                         "scale": f"{min(spec['scale'])}-{max(spec['scale'])}", "fields": ", ".join(spec["fields"])})
+    print_rows("judge prompts", rows)
