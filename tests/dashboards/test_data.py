@@ -48,9 +48,11 @@ def test_run_summary_lists_stages_tables_and_views(demo):
 
 def test_score_views_leave_out_aliases_and_list_numeric_columns(demo):
     views = d.score_views(demo)
-    # score_*_v1 are the same tables; the demo runs dedup, DSIR and a judge as well as the scorers.
-    assert views == ["score_dsir", "score_exact_dedup", "score_heuristics", "score_judge_alpagasus", "score_kenlm",
-                     "score_langid", "score_lm_perplexity", "score_minhash_dedup"]
+    # score_*_v1 are the same tables; the demo runs dedup, DSIR, a judge and the embedding stages as
+    # well as the scorers.
+    assert views == ["score_distilled_judge_alpagasus", "score_dsir", "score_embed", "score_exact_dedup",
+                     "score_heuristics", "score_judge_alpagasus", "score_kenlm", "score_langid", "score_lm_perplexity",
+                     "score_minhash_dedup", "score_semdedup"]
     columns = d.score_columns(demo)
     assert columns["score_langid"] == ["lang_score"]  # `lang` is text, doc_id an identifier
     assert {"text_n_chars", "gopher_word_count", "c4_has_curly_brace"} <= set(columns["score_heuristics"])

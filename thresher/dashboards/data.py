@@ -1089,7 +1089,8 @@ def judge_views(cat: Catalog) -> list[str]:
         by_column = view.startswith("score_") and any(n.startswith("judge_") for n in names)
         if (by_name or by_column) and numeric_columns(cat, view):
             found.append(view)
-    return found
+    # The judges' own sidecars first (the panel opens on the first); heads distilled from them after.
+    return sorted(found, key=lambda v: (not v.startswith("score_judge_"), found.index(v)))
 
 
 @dataclass(frozen=True)

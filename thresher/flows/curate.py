@@ -1,4 +1,5 @@
-"""The end-to-end `curate` flow: ingest, score, dedup, DSIR, judge, select, for one recipe."""
+"""The end-to-end `curate` flow: ingest, score, dedup, DSIR, judge, embeddings, select,
+for one recipe."""
 
 from __future__ import annotations
 
@@ -7,6 +8,7 @@ from prefect import flow
 from thresher.config import Recipe, load_recipe
 from thresher.flows.dedup import dedup_flow
 from thresher.flows.dsir import dsir_flow
+from thresher.flows.embed import embeddings_flow
 from thresher.flows.ingest import ingest_flow
 from thresher.flows.judge import judge_flow
 from thresher.flows.runners import build_task_runner
@@ -29,10 +31,12 @@ def curate_flow(recipe: Recipe) -> dict:
     dsir = (dsir_flow.with_options(task_runner=build_task_runner(runner))(str(run.root), recipe.dsir)
             if recipe.dsir else None)
     judged = judge_flow(str(run.root), list(recipe.judges)) if recipe.judges else None
+    embedded = (embeddings_flow.with_options(task_runner=build_task_runner(runner))(str(run.root), recipe.embeddings)
+                if recipe.embeddings else None)
     selected = select_flow(str(run.root), list(recipe.selections)) if recipe.selections else []
     run.stage_finished("curate")
     return {"run_dir": str(run.root), "ingest": ingested, "score": scored, "dedup": deduped, "dsir": dsir,
-            "judge": judged, "selections": selected}
+            "judge": judged, "embeddings": embedded, "selections": selected}
 
 
 @flow(name="thresher-curate-recipe", log_prints=True)

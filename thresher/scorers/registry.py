@@ -20,6 +20,9 @@ _SCORERS: dict[str, str] = {
     "judge_deita_complexity": "thresher.judges.judges:DeitaComplexityJudge",
     "judge_deita_quality": "thresher.judges.judges:DeitaQualityJudge",
     "ifd": "thresher.judges.ifd:IFDScorer",
+    # Sentence embeddings and heads distilled from a judge (params: {"head": "<run>/models/distilled_<name>"}).
+    "embed": "thresher.embeddings.scorer:EmbeddingScorer",
+    "distilled": "thresher.embeddings.distill:DistilledScorer",
 }
 
 
