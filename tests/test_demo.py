@@ -2,7 +2,8 @@
 
 import pytest
 
-from thresher.demo import EXAMPLE_QUERIES, run_demo
+from thresher.augment.eliminate import ELIMINATION_REASONS
+from thresher.demo import AUGMENT_QUERIES, EXAMPLE_QUERIES, run_demo
 from thresher.storage.catalog import open_catalog
 from thresher.storage.run_dir import RunDir
 
@@ -38,3 +39,17 @@ def test_demo_curates_its_embedded_corpus(tmp_path):
         for query in EXAMPLE_QUERIES:
             assert con.execute(query).fetchall(), query
     assert (run.root / "recipe.yaml").is_file()
+    # Evol-Instruct: every attempt survived or carries one of the four reasons, with full lineage.
+    augmented = RunDir(result["augment"]["output_run"])
+    with open_catalog(augmented) as con:
+        attempts, survived, reasons, missing_lineage = con.execute(
+            "SELECT count(*), count(*) FILTER (survived), list(DISTINCT elimination_reason) FILTER (NOT survived), "
+            "count(*) FILTER (parent_id IS NULL OR root_id IS NULL OR operation IS NULL OR model IS NULL) "
+            "FROM augment_attempts").fetchall()[0]
+        assert attempts == 16 and missing_lineage == 0  # 8 seeds x 2 rounds
+        assert set(reasons or []) <= set(ELIMINATION_REASONS)
+        assert attempts == survived + sum(n for (n,) in con.execute(
+            "SELECT count(*) FROM augment_attempts WHERE NOT survived GROUP BY elimination_reason").fetchall())
+        assert con.execute("SELECT count(*) FROM instructions").fetchall()[0][0] == survived
+        for query in AUGMENT_QUERIES:
+            assert con.execute(query).fetchall(), query

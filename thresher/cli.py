@@ -122,6 +122,7 @@ def curate(
     _print_judge(result.get("judge"))
     _print_embeddings(result.get("embeddings"))
     _print_selections(result["selections"])
+    _print_augment(result.get("augment"))
     console.print(f"run directory: [bold]{result['run_dir']}[/]  ({time.perf_counter() - started:.1f} s)")
 
 
@@ -168,6 +169,13 @@ def _print_embeddings(result: dict | None) -> None:
     for selection in result.get("diversity", []):
         _print_rows(f"diversity selection {selection['name']}",
                     [{k: v for k, v in selection.items() if isinstance(v, (int, float, str)) and k != "name"}])
+
+
+def _print_augment(result: dict | None) -> None:
+    if not result:
+        return
+    _print_rows(f"Evol-Instruct into {result['output_run']}", result["augment"]["rounds_table"])
+    _print_selections(result.get("selections") or [])
 
 
 def _print_selections(results: list[dict]) -> None:
@@ -313,13 +321,15 @@ def demo(
     _print_judge(result.get("judge"))
     _print_embeddings(result.get("embeddings"))
     _print_selections(result["selections"])
+    _print_augment(result.get("augment"))
     console.print(f"\n[bold green]demo finished[/] in {time.perf_counter() - started:.1f} s")
     console.print(f"run directory: [bold]{result['run_dir']}[/]\n")
     # Show the command as the user can type it: a venv's script is not on PATH until activated.
     program = "thresher" if shutil.which("thresher") else sys.argv[0]
     console.print("Try:")
-    for query in result["example_queries"]:
-        console.print(f"  {program} sql {run_dir} \"{query}\"", soft_wrap=True, markup=False, highlight=False)
+    for query_run, query in result["example_queries"]:
+        shown = Path(run_dir) / Path(query_run).relative_to(result["run_dir"])  # as the user named the run
+        console.print(f"  {program} sql {shown} \"{query}\"", soft_wrap=True, markup=False, highlight=False)
 
 
 # Commands that live beside the stage they drive.
@@ -335,10 +345,12 @@ from thresher.judges.cli import app as _judge_app  # noqa: E402
 
 app.add_typer(_judge_app, name="judge", help="SLM judges and IFD: run, calibrate, measure prompt injection.")
 
+from thresher.augment.cli import app as _augment_app  # noqa: E402
 from thresher.embeddings.cli import app as _embeddings_app  # noqa: E402
 
 app.add_typer(_embeddings_app, name="embeddings",
               help="Sentence embeddings: semantic dedup, diversity selection, judge distillation.")
+app.add_typer(_augment_app, name="augment", help="Evol-Instruct augmentation: evolve, eliminate, answer, re-judge.")
 
 from thresher import perplexity_commands as _perplexity  # noqa: E402
 

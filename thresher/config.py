@@ -13,6 +13,7 @@ from typing import Any, Literal
 
 from pydantic import Field, field_validator, model_validator
 
+from thresher.augment.config import AugmentConfig
 from thresher.config_base import (  # noqa: F401  (re-exported: the public config namespace)
     ConfigError,
     IngestConfig,
@@ -88,6 +89,9 @@ class Recipe(StrictModel):
         None, description="sentence embeddings (+ semantic dedup, judge distillation, diversity selections); "
         "run after the judges, before the selections")
     selections: list[SelectionRecipe] = Field(default_factory=list)
+    augment: AugmentConfig | None = Field(
+        None, description="Evol-Instruct over the instructions (optionally a selection of them) into an augmented "
+        "run, which is then scored, judged, deduplicated against this run and filtered by the instruction selections")
     task_runner: TaskRunnerSpec = TaskRunnerSpec()
 
     @model_validator(mode="after")

@@ -13,6 +13,8 @@ No network and no ../shared: the text comes from installed packages.
   seeded sample of the instructions;
 - MiniLM sentence embeddings of the instructions (packaged, int8 ONNX): semantic dedup, the judge
   distilled into a head that scores every instruction, and a diverse set ranked by that score;
+- Evol-Instruct on a few judged instructions (SmolLM2 evolves and answers, the Qwen judge
+  eliminates evolutions without information gain), into the augmented run `<run>/augment/evol/`;
 - a damaged shard made from real documents (a cut gzip stream, broken JSON, invalid UTF-8, empty
   and non-string text) so that the quarantine path runs too.
 """
@@ -26,6 +28,7 @@ from pathlib import Path
 import orjson
 import yaml
 
+from thresher.augment.config import AugmentConfig, GenerationSettings
 from thresher.config import DedupConfig, InputSpec, Recipe, ScorerSpec, SelectionRecipe, SelectionStep
 from thresher.dsir.config import DsirConfig, DsirSelection, DsirTarget
 from thresher.embeddings.config import (
@@ -231,6 +234,16 @@ DEMO_DSIR = DsirConfig(
 )
 
 
+# Evol-Instruct on 8 judged instructions for 2 rounds: SmolLM2-135M evolves and answers, the Qwen judge
+# decides information gain; the survivors are scored, judged, deduplicated against the demo's pool
+# and filtered by the judged-instructions selection, in the augmented run <run>/augment/evol/.
+DEMO_AUGMENT = AugmentConfig(
+    name="evol", selection="judged-instructions", sample=8, rounds=2, batch_size=8,
+    evolve=GenerationSettings(max_new_tokens=96), respond=GenerationSettings(max_new_tokens=128),
+    select=["judged-instructions"],
+)
+
+
 def demo_recipe(run_dir: Path, conversations: int) -> Recipe:
     run_dir = run_dir.resolve()
     inputs, chat_data = build_demo_inputs(run_dir / "inputs", conversations)
@@ -246,7 +259,14 @@ def demo_recipe(run_dir: Path, conversations: int) -> Recipe:
                   selections=list(DEMO_SELECTIONS),
                   dedup=DedupConfig(survivor="highest_score", survivor_column="gopher_word_count"),
                   dsir=DEMO_DSIR, judges=demo_judges(conversations),
-                  embeddings=DEMO_EMBEDDINGS)
+                  embeddings=DEMO_EMBEDDINGS, augment=DEMO_AUGMENT)
+
+
+AUGMENT_QUERIES = (
+    "SELECT round, operation, count(*) AS attempts, count(*) FILTER (survived) AS survived "
+    "FROM augment_attempts GROUP BY ALL ORDER BY round, operation",
+    "SELECT elimination_reason, count(*) AS attempts FROM augment_attempts GROUP BY ALL ORDER BY attempts DESC",
+)
 
 
 def run_demo(run_dir: Path, conversations: int = 1500) -> dict:
@@ -256,4 +276,6 @@ def run_demo(run_dir: Path, conversations: int = 1500) -> dict:
         yaml.safe_dump(recipe.model_dump(mode="json"), sort_keys=False), encoding="utf-8"
     )
     result = curate_flow(recipe)
-    return {**result, "example_queries": list(EXAMPLE_QUERIES)}
+    augmented = (result.get("augment") or {}).get("output_run")
+    return {**result, "example_queries": [(str(run_root), q) for q in EXAMPLE_QUERIES]
+            + ([(augmented, q) for q in AUGMENT_QUERIES] if augmented else [])}

@@ -1,11 +1,13 @@
 """The end-to-end `curate` flow: ingest, score, dedup, DSIR, judge, embeddings, select,
-for one recipe."""
+and Evol-Instruct augmentation, for one recipe."""
 
 from __future__ import annotations
 
 from prefect import flow
 
 from thresher.config import Recipe, load_recipe
+from thresher.dedup.config import DedupConfig
+from thresher.flows.augment import augment_loop_flow
 from thresher.flows.dedup import dedup_flow
 from thresher.flows.dsir import dsir_flow
 from thresher.flows.embed import embeddings_flow
@@ -34,9 +36,22 @@ def curate_flow(recipe: Recipe) -> dict:
     embedded = (embeddings_flow.with_options(task_runner=build_task_runner(runner))(str(run.root), recipe.embeddings)
                 if recipe.embeddings else None)
     selected = select_flow(str(run.root), list(recipe.selections)) if recipe.selections else []
+    augmented = _augment(recipe, run) if recipe.augment else None
     run.stage_finished("curate")
     return {"run_dir": str(run.root), "ingest": ingested, "score": scored, "dedup": deduped, "dsir": dsir,
-            "judge": judged, "embeddings": embedded, "selections": selected}
+            "judge": judged, "embeddings": embedded, "selections": selected,
+            "augment": augmented}
+
+
+def _augment(recipe: Recipe, run: RunDir) -> dict:
+    """Evol-Instruct over the curated instructions; the evolved pairs get the recipe's scorers, every
+    judge over all of them (a judge's sample_fraction is meant for the large source pool), dedup
+    against this run, and the instruction selections."""
+    judges = [spec.model_copy(update={"params": {k: v for k, v in spec.params.items()
+                                                  if k not in ("sample_fraction", "sample_seed")}})
+              for spec in recipe.judges]
+    return augment_loop_flow(str(run.root), recipe.augment, judges=judges, dedup=recipe.dedup or DedupConfig(),
+                             selections=list(recipe.selections), scorers=list(recipe.scorers))
 
 
 @flow(name="thresher-curate-recipe", log_prints=True)

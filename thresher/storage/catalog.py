@@ -17,7 +17,7 @@ import duckdb
 
 from thresher.storage.run_dir import DATA_TABLES, RunDir
 
-STAGE_TABLE_DIRS = ("dedup", "selections", "dsir", "judge_calibration", "semdedup", "distill")
+STAGE_TABLE_DIRS = ("dedup", "selections", "dsir", "judge_calibration", "semdedup", "distill", "augment")
 
 # Stages that add views computed over other views (e.g. percentile bands over a score column)
 # name a provider here: "module:function", called as function(con, existing_view_names) and
