@@ -56,6 +56,7 @@ bench: $(STAMP)
 	$(PY) bench/http_backend.py
 	$(PY) bench/embed_throughput.py
 	$(PY) bench/distill_throughput.py
+	$(PY) bench/augment_throughput.py
 
 clean:
 	rm -rf $(VENV) $(DEMO_RUN) .pytest_cache .tools

@@ -263,8 +263,7 @@ def demo_recipe(run_dir: Path, conversations: int) -> Recipe:
 
 
 AUGMENT_QUERIES = (
-    "SELECT round, operation, count(*) AS attempts, count(*) FILTER (survived) AS survived "
-    "FROM augment_attempts GROUP BY ALL ORDER BY round, operation",
+    "SELECT round, operation, attempts, survived, survival_rate FROM augment_survival",
     "SELECT elimination_reason, count(*) AS attempts FROM augment_attempts GROUP BY ALL ORDER BY attempts DESC",
 )
 
