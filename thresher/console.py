@@ -18,6 +18,23 @@ def fail(message: str) -> None:
     raise typer.Exit(code=2)
 
 
+def parse_key_values(items: list[str] | None, option: str) -> dict:
+    """`KEY=VALUE` command-line items as a dict; a VALUE that parses as JSON is taken as JSON
+    (numbers, booleans, objects), anything else as a string. A malformed item fails naming `option`."""
+    import json
+
+    parsed: dict = {}
+    for item in items or []:
+        key, sep, value = item.partition("=")
+        if not sep:
+            fail(f"{option} {item!r}: expected KEY=VALUE")
+        try:
+            parsed[key] = json.loads(value)
+        except json.JSONDecodeError:
+            parsed[key] = value
+    return parsed
+
+
 def _cell(value: object, float_format: str) -> str:
     if value is None:
         return "-"

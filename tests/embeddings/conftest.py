@@ -8,7 +8,6 @@ from __future__ import annotations
 import pytest
 
 from tests.embeddings.corpus import ingest, truth, write_corpus
-from thresher.embeddings.apply import score_shard_columns
 from thresher.embeddings.config import EmbedConfig
 from thresher.scorers.apply import score_shard
 from thresher.scorers.heuristics import HeuristicsScorer
@@ -35,7 +34,7 @@ def embedded_run(instruction_files, tmp_path_factory):
     scorer = TEST_EMBED.scorer()
     for table, shard_id, _ in run.data_parts():
         score_shard(run, HeuristicsScorer(), table, shard_id)
-        score_shard_columns(run, scorer, table, shard_id)
+        score_shard(run, scorer, table, shard_id)
     build_catalog(run)
     return run
 

@@ -2,14 +2,13 @@
 
 from __future__ import annotations
 
-import json
 import os
 from pathlib import Path
 from typing import Annotated
 
 import typer
 
-from thresher.console import console, fail, print_rows
+from thresher.console import console, fail, parse_key_values, print_rows
 
 app = typer.Typer(
     name="augment",
@@ -33,19 +32,6 @@ def _run(fn, *args, **kwargs):
         fail(str(exc))
     except RuntimeError as exc:  # LMError and friends: a backend that failed, said clearly
         fail(f"{type(exc).__name__}: {exc}")
-
-
-def _options(items: list[str] | None) -> dict:
-    options: dict = {}
-    for item in items or []:
-        key, sep, value = item.partition("=")
-        if not sep:
-            fail(f"--backend-option {item!r}: expected KEY=VALUE")
-        try:
-            options[key] = json.loads(value)
-        except json.JSONDecodeError:
-            options[key] = value
-    return options
 
 
 def build_config(config_file: Path | None, overrides: dict):
@@ -127,7 +113,7 @@ def run(
 
     if not RunDir(source_run).exists():
         fail(f"{source_run} is not a thresher run directory (no run.json)")
-    options = _options(backend_option)
+    options = parse_key_values(backend_option, "--backend-option")
     overrides: dict = {"name": name, "output_run": str(output_run) if output_run else None, "selection": selection,
                        "sample": sample, "rounds": rounds, "seed": seed, "batch_size": batch_size,
                        "equality_mode": equality_mode}

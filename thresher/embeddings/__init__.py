@@ -3,7 +3,7 @@
     models      locate embedding models (packaged all-MiniLM-L6-v2, directories, HF cache ids);
                 ONNX (onnxruntime + tokenizers, no torch) and sentence-transformers encoders
     scorer      EmbeddingScorer: scores/embed@1/ sidecar, one L2-normalised float32 vector per row
-    apply       score_shard_columns (scorers that read more than `text`), embedding sidecar readers
+    apply       embedding sidecar readers
     kmeans      seeded spherical k-means (numpy)
     semdedup    SemDeDup: k-means, within-cluster pairs >= threshold, components, survivors
     index       the kept-set index of diversity selection (faiss: exact, or IVF on disk)

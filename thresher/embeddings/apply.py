@@ -1,14 +1,9 @@
-"""Run a scorer that declares `input_columns` over one shard, and find a run's embedding sidecars.
-
-`score_shard_columns` is `thresher.scorers.apply.score_shard` (same cache key: the input part's
-content identity + scorer@version + parameters hash; same atomic sidecar) for scorers that read
-more than `doc_id` and `text`, as `thresher.judges.runner.judge_shard` is for judges.
-"""
+"""Find and read a run's embedding sidecars (written by `thresher.scorers.apply.score_shard`,
+which reads the embedding scorer's `input_columns`)."""
 
 from __future__ import annotations
 
-import time
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 
 import numpy as np
 import pyarrow as pa
@@ -16,41 +11,13 @@ import pyarrow.parquet as pq
 
 from thresher.embeddings.scorer import EmbeddingScorer, arrow_to_vectors, vectors_to_arrow
 from thresher.scorers.apply import score_cache_key
-from thresher.scorers.base import check_output, scorer_key
-from thresher.storage.parquet_io import AtomicParquetWriter, read_cache_key
+from thresher.scorers.base import scorer_key
+from thresher.storage.parquet_io import read_cache_key
 from thresher.storage.run_dir import RunDir
-
-EMBED_BATCH_ROWS = 1024
 
 
 class StaleEmbeddingsError(FileNotFoundError):
     """Embeddings missing for some shard, or written by other settings than those asked for."""
-
-
-def score_shard_columns(run: RunDir, scorer, table: str, shard_id: str,
-                        on_rows: Callable[[int], None] | None = None, batch_rows: int = EMBED_BATCH_ROWS) -> dict:
-    """Score the `table` part of `shard_id` (reading `scorer.input_columns`) unless its sidecar
-    exists under the same cache key."""
-    cache_key = score_cache_key(run, scorer, table, shard_id)
-    source = pq.ParquetFile(run.table_part(table, shard_id))
-    rows = source.metadata.num_rows
-    out_path = run.score_part(scorer_key(scorer), shard_id)
-    base = {"scorer": scorer_key(scorer), "table": table, "shard_id": shard_id, "rows": rows}
-    if read_cache_key(out_path) == cache_key:
-        if on_rows:
-            on_rows(rows)
-        return {**base, "seconds": 0.0, "skipped": True}
-    columns = list(getattr(scorer, "input_columns", ("doc_id", "text")))
-    missing = [c for c in columns if c not in source.schema_arrow.names]
-    if missing:
-        raise ValueError(f"{scorer_key(scorer)} reads column(s) {', '.join(missing)}, absent from {table}/{shard_id}")
-    started = time.perf_counter()
-    with AtomicParquetWriter(out_path, scorer.output_schema, cache_key) as writer:
-        for batch in source.iter_batches(batch_size=batch_rows, columns=columns):
-            writer.write(check_output(scorer, batch, scorer.score(batch)))
-            if on_rows:
-                on_rows(batch.num_rows)
-    return {**base, "seconds": round(time.perf_counter() - started, 3), "skipped": False}
 
 
 def embedding_parts(run: RunDir, scorer: EmbeddingScorer, table: str | None = None) -> list[tuple[str, str, str]]:

@@ -1,7 +1,7 @@
 """The embedding flows: embed -> semantic dedup -> judge distillation -> diversity selection, thin
 tasks over the plain functions of `thresher.embeddings`.
 
-- embed: one task per shard (`score_shard_columns` into `scores/embed@1/`), cached under the
+- embed: one task per shard (`score_shard` into `scores/embed@1/`), cached under the
   shard's content + embed@1 + the parameters hash (model fingerprint included), result persisted
   in the run; a cached shard whose sidecar has gone is embedded again.
 - semdedup: one task per data table, cached under a key over the settings, the seed and every
@@ -23,7 +23,6 @@ from prefect.artifacts import create_markdown_artifact, create_table_artifact
 from prefect.cache_policies import NO_CACHE
 from prefect.futures import as_completed
 
-from thresher.embeddings.apply import score_shard_columns
 from thresher.embeddings.config import (
     DistillConfig,
     DiversitySelection,
@@ -54,7 +53,7 @@ from thresher.embeddings.semdedup import (
 from thresher.flows.artifacts import artifact_key
 from thresher.flows.tasks import result_of, run_result_storage
 from thresher.progress import stage_progress
-from thresher.scorers.apply import score_cache_key
+from thresher.scorers.apply import score_cache_key, score_shard
 from thresher.scorers.base import scorer_key
 from thresher.storage.catalog import build_catalog
 from thresher.storage.parquet_io import read_cache_key
@@ -68,7 +67,7 @@ def _explicit_cache_key(context, parameters: dict) -> str:
 @task(name="embed-shard", cache_key_fn=_explicit_cache_key, persist_result=True,
       task_run_name="embed {table}/{shard_id}")
 def embed_shard_task(run_root: str, scorer: EmbeddingScorer, table: str, shard_id: str, cache_key: str) -> dict:
-    return score_shard_columns(RunDir(run_root), scorer, table, shard_id)
+    return score_shard(RunDir(run_root), scorer, table, shard_id)
 
 
 @task(name="semdedup-table", cache_key_fn=_explicit_cache_key, persist_result=True, task_run_name="semdedup {table}")

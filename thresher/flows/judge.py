@@ -17,7 +17,7 @@ from prefect.futures import as_completed
 from thresher.config import ScorerSpec
 from thresher.flows.artifacts import artifact_key
 from thresher.flows.tasks import _explicit_cache_key, result_of, run_result_storage
-from thresher.judges.runner import build_judge_scorer, judge_shard
+from thresher.judges.runner import JUDGE_STAT_KEYS, build_judge_scorer, judge_shard
 from thresher.progress import stage_progress
 from thresher.scorers.apply import score_cache_key
 from thresher.scorers.base import scorer_key
@@ -26,7 +26,6 @@ from thresher.storage.parquet_io import read_cache_key
 from thresher.storage.run_dir import RunDir
 
 DEFAULT_JUDGES = (ScorerSpec(name="judge_alpagasus"),)
-_STAT_KEYS = ("cache_hits", "model_rows", "parse_errors", "truncated", "injection_flags", "not_sampled")
 
 
 @task(name="judge-shard", cache_key_fn=_explicit_cache_key, persist_result=True, task_run_name="{table}/{shard_id}")
@@ -39,12 +38,12 @@ def judge_summary(stats: list[dict]) -> list[dict]:
     for s in stats:
         entry = by_judge.setdefault(s["scorer"], {"judge": s["scorer"], "table": s["table"], "shards": 0,
                                                   "shards_skipped": 0, "rows": 0, "seconds": 0.0,
-                                                  **{k: 0 for k in _STAT_KEYS}})
+                                                  **{k: 0 for k in JUDGE_STAT_KEYS}})
         entry["shards"] += 1
         entry["shards_skipped"] += s["skipped"]
         entry["rows"] += s["rows"]
         entry["seconds"] = round(entry["seconds"] + s["seconds"], 3)
-        for k in _STAT_KEYS:
+        for k in JUDGE_STAT_KEYS:
             entry[k] += s.get(k, 0)
     for entry in by_judge.values():
         entry["rows_per_second"] = round(entry["model_rows"] / entry["seconds"], 2) if entry["seconds"] else None
@@ -119,7 +118,7 @@ def judge_flow(run_dir: str, judges: list[ScorerSpec] | None = None) -> dict:
                 if read_cache_key(run.score_part(scorer_key(judge), shard_id)) != key:
                     result = task_.with_options(refresh_cache=True)(str(run.root), judge, table, shard_id, key)
                 if result["skipped"]:  # a cached task result describes the run that computed it
-                    result = {**result, **{k: 0 for k in _STAT_KEYS}}
+                    result = {**result, **{k: 0 for k in JUDGE_STAT_KEYS}}
                 stats.append(result)
                 bar.advance(result["rows"])
     summary = judge_summary(stats)

@@ -35,7 +35,7 @@ from typing import Any, ClassVar
 
 import pyarrow as pa
 
-from thresher.judges.cache import JudgmentCache, input_hash, judgment_key
+from thresher.judges.cache import JudgmentCache, compute_through_cache, input_hash, judgment_key
 from thresher.judges.injection import detect_injection
 from thresher.judges.scoring import ParseError, expected_score, parse_reply
 from thresher.judges.templates import PromptTemplate, latest_version, load_template
@@ -244,33 +244,18 @@ class LLMJudge:
         hashes = {i: input_hash(fields[i]) for i in todo}  # type: ignore[arg-type]
         keys = {i: judgment_key(model_id, self.name, str(self.prompt_version), settings, hashes[i]) for i in todo}
         cache = JudgmentCache(self.cache_dir, self.name) if self.cache_dir else None
-        hits = cache.get(list(keys.values())) if cache else {}
-        # One model call per distinct key; duplicates and cache hits share it.
-        pending: dict[str, int] = {}
+        results, hits, computed = compute_through_cache(
+            keys, cache, self.batch_size,
+            lambda indices: self._judge_uncached(spec_backend, [fields[i] for i in indices]),  # type: ignore[misc]
+            lambda key, i, judgment: (key, model_id, str(self.prompt_version), hashes[i], judgment.to_result()))
         for i in todo:
-            key = keys[i]
-            if key in hits:
-                out[i] = Judgment.from_result(hits[key], cached=True)
-            else:
-                pending.setdefault(key, i)
-        fresh: dict[str, Judgment] = {}
-        order = list(pending.items())
-        for start in range(0, len(order), self.batch_size):
-            chunk = order[start : start + self.batch_size]
-            judged = self._judge_uncached(spec_backend, [fields[i] for _, i in chunk])  # type: ignore[misc]
-            for (key, _), judgment in zip(chunk, judged):
-                fresh[key] = judgment
-            if cache:
-                cache.put((key, model_id, str(self.prompt_version), hashes[i], fresh[key].to_result())
-                          for key, i in chunk)
-        for i in todo:
-            judgment = out[i] if out[i] is not None else fresh[keys[i]]
+            judgment = Judgment.from_result(results[i], cached=True) if keys[i] in hits else results[i]
             out[i] = dataclasses.replace(judgment, injection=detect_injection(fields[i]))  # type: ignore[arg-type]
         done = [j for j in out if j is not None]
         counts = {
             "rows": len(rows),
             "cache_hits": sum(1 for i in todo if keys[i] in hits),
-            "model_rows": len(pending),
+            "model_rows": computed,
             "parse_errors": sum(1 for j in done if j.parse_error),
             "truncated": sum(1 for j in done if j.truncated),
             "injection_flags": sum(1 for j in done if j.injection),

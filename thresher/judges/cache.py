@@ -19,8 +19,9 @@ import hashlib
 import json
 import os
 import uuid
-from collections.abc import Iterable, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from pathlib import Path
+from typing import Any
 
 import pyarrow as pa
 
@@ -132,3 +133,32 @@ class JudgmentCache:
         for part in parts:
             part.unlink(missing_ok=True)
         return table.num_rows
+
+
+def compute_through_cache(
+    keys: Mapping[int, str],
+    cache: JudgmentCache | None,
+    batch_size: int,
+    compute: Callable[[list[int]], list[Any]],
+    record: Callable[[str, int, Any], tuple],
+) -> tuple[dict[int, Any], dict[str, dict], int]:
+    """Results for every row index in `keys` (index -> judgment key): cache hits as stored, the
+    rest computed once per distinct key (duplicate rows share a call), `batch_size` rows per
+    `compute(indices)` call, each batch put in the cache (as `record(key, index, result)`) before
+    the next starts, so a killed run resumes without asking the model again.
+    Returns (results by index, the cache hits by key, rows computed)."""
+    hits = cache.get(list(keys.values())) if cache else {}
+    pending: dict[str, int] = {}
+    for i, key in keys.items():
+        if key not in hits:
+            pending.setdefault(key, i)
+    fresh: dict[str, Any] = {}
+    order = list(pending.items())
+    for start in range(0, len(order), batch_size):
+        chunk = order[start : start + batch_size]
+        for (key, _), result in zip(chunk, compute([i for _, i in chunk])):
+            fresh[key] = result
+        if cache:
+            cache.put(record(key, i, fresh[key]) for key, i in chunk)
+    results = {i: hits[key] if key in hits else fresh[key] for i, key in keys.items()}
+    return results, hits, len(pending)

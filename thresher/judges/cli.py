@@ -9,7 +9,7 @@ from typing import Annotated
 
 import typer
 
-from thresher.console import console, fail, print_rows
+from thresher.console import console, fail, parse_key_values, print_rows
 
 app = typer.Typer(
     name="judge",
@@ -34,15 +34,7 @@ LogLevel = Annotated[str, typer.Option("--log-level", help="Prefect log level on
 
 
 def _params(mode, model, backend, base_url, concurrency, options) -> dict:
-    params: dict = {}
-    for item in options or []:
-        key, sep, value = item.partition("=")
-        if not sep:
-            fail(f"--option {item!r}: expected KEY=VALUE")
-        try:
-            params[key] = json.loads(value)
-        except json.JSONDecodeError:
-            params[key] = value
+    params = parse_key_values(options, "--option")
     if mode:
         params["mode"] = mode
     if model:

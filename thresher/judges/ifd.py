@@ -25,7 +25,7 @@ from typing import Any, ClassVar
 import pyarrow as pa
 
 from thresher.judges.base import _count
-from thresher.judges.cache import JudgmentCache, input_hash, judgment_key
+from thresher.judges.cache import JudgmentCache, compute_through_cache, input_hash, judgment_key
 from thresher.llm import BackendSpec, Capability, LMBackend, get_backend, require
 from thresher.llm.packaged import DEFAULT_SMALL_LM
 
@@ -129,25 +129,12 @@ class IFDScorer:
         keys = {i: judgment_key(backend.model_id, self.name, self.version, settings, input_hash(fields[i]))
                 for i in todo}
         cache = JudgmentCache(self.cache_dir, self.name) if self.cache_dir else None
-        hits = cache.get(list(keys.values())) if cache else {}
-        pending: dict[str, int] = {}
+        results, hits, computed = compute_through_cache(
+            keys, cache, self.batch_size, lambda indices: self._compute(backend, [fields[i] for i in indices]),
+            lambda key, i, result: (key, backend.model_id, self.version, input_hash(fields[i]), result))
         for i in todo:
-            if keys[i] in hits:
-                out[i] = hits[keys[i]]
-            else:
-                pending.setdefault(keys[i], i)
-        fresh: dict[str, dict] = {}
-        order = list(pending.items())
-        for start in range(0, len(order), self.batch_size):
-            chunk = order[start : start + self.batch_size]
-            for (key, _), result in zip(chunk, self._compute(backend, [fields[i] for _, i in chunk])):
-                fresh[key] = result
-            if cache:
-                cache.put((key, backend.model_id, self.version, input_hash(fields[i]), fresh[key]) for key, i in chunk)
-        for i in todo:
-            if out[i] is None:
-                out[i] = fresh[keys[i]]
-        counts = {"rows": len(rows), "cache_hits": sum(1 for i in todo if keys[i] in hits), "model_rows": len(pending),
+            out[i] = results[i]
+        counts = {"rows": len(rows), "cache_hits": sum(1 for i in todo if keys[i] in hits), "model_rows": computed,
                   "truncated": sum(1 for r in out if r and r["truncated"])}
         _count(self.name, **counts)
         if stats is not None:

@@ -1,8 +1,14 @@
-"""Run one scorer over one shard of a run, streaming, into its versioned sidecar table."""
+"""Run one scorer over one shard of a run, streaming, into its versioned sidecar table.
+
+A scorer reads `doc_id` and `text` unless it declares `input_columns` (judges read instruction,
+input and output; an embedding scorer may read another column). Judges also count cache hits,
+parse failures and the like into a `stats` Counter that `score_shard` passes through.
+"""
 
 from __future__ import annotations
 
 import time
+from collections import Counter
 from collections.abc import Callable
 
 import pyarrow.parquet as pq
@@ -28,8 +34,11 @@ def score_shard(
     table: str,
     shard_id: str,
     on_rows: Callable[[int], None] | None = None,
+    batch_rows: int = SCORE_BATCH_ROWS,
+    stats: Counter | None = None,
 ) -> dict:
-    """Score the `table` part of `shard_id` unless its sidecar exists under the same cache key."""
+    """Score the `table` part of `shard_id` unless its sidecar exists under the same cache key.
+    With `stats`, the scorer is called as `scorer.score(batch, stats)` and counts into it."""
     cache_key = score_cache_key(run, scorer, table, shard_id)
     source = pq.ParquetFile(run.table_part(table, shard_id))
     rows = source.metadata.num_rows
@@ -39,11 +48,15 @@ def score_shard(
         if on_rows:
             on_rows(rows)
         return {**base, "seconds": 0.0, "skipped": True}
-
+    columns = list(getattr(scorer, "input_columns", ("doc_id", "text")))
+    missing = [c for c in columns if c not in source.schema_arrow.names]
+    if missing:
+        raise ValueError(f"{scorer_key(scorer)} reads column(s) {', '.join(missing)}, absent from {table}/{shard_id}")
     started = time.perf_counter()
     with AtomicParquetWriter(out_path, scorer.output_schema, cache_key) as writer:
-        for batch in source.iter_batches(batch_size=SCORE_BATCH_ROWS, columns=["doc_id", "text"]):
-            writer.write(check_output(scorer, batch, scorer.score(batch)))
+        for batch in source.iter_batches(batch_size=batch_rows, columns=columns):
+            result = scorer.score(batch) if stats is None else scorer.score(batch, stats)
+            writer.write(check_output(scorer, batch, result))
             if on_rows:
                 on_rows(batch.num_rows)
     return {**base, "seconds": round(time.perf_counter() - started, 3), "skipped": False}
