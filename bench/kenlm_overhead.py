@@ -39,8 +39,8 @@ import pyarrow as pa
 REPO = Path(__file__).resolve().parents[1]
 SHARED = REPO.parent / "shared" / "data"
 
-from thresher.scorers.ccnet_normalize import normalize_document, reference_normalize_line  # noqa: E402
-from thresher.scorers.kenlm_perplexity import KenLMPerplexityScorer, load_kenlm_model  # noqa: E402
+from thresher.perplexity.ccnet_normalize import normalize_document, reference_normalize_line  # noqa: E402
+from thresher.perplexity.kenlm_scorer import KenLMPerplexityScorer, load_kenlm_model  # noqa: E402
 
 BATCH_ROWS = 1024  # what thresher.scorers.apply feeds a scorer
 
@@ -91,7 +91,7 @@ def main() -> None:
     with tempfile.TemporaryDirectory() as tmp:
         model_path = args.model
         if model_path is None:
-            from thresher.train.kenlm import train_kenlm
+            from thresher.perplexity.train_kenlm import train_kenlm
 
             articles = (SHARED / "wikipedia_sample.txt").read_text(encoding="utf-8").split("\n")
             model_path = train_kenlm(articles, Path(tmp) / "lm", order=5)

@@ -28,8 +28,8 @@ os.environ.setdefault("HF_HUB_OFFLINE", "1")
 
 import pyarrow as pa  # noqa: E402
 
-from tests.scorers.perplexity_data import evaluation_paragraphs, training_articles  # noqa: E402
-from thresher.scorers.lm_perplexity import CausalLMPerplexityScorer  # noqa: E402
+from tests.perplexity.perplexity_data import evaluation_paragraphs, training_articles  # noqa: E402
+from thresher.perplexity.lm_scorer import CausalLMPerplexityScorer  # noqa: E402
 
 BATCH_SIZES = (1, 8, 32)
 
@@ -59,7 +59,7 @@ def main() -> None:
         models = []
         if not args.skip_smollm2:
             models.append(("SmolLM2-135M-Instruct", "smollm2-135m-instruct"))
-        from thresher.train.proxy import train_proxy
+        from thresher.perplexity.train_proxy import train_proxy
 
         started = time.perf_counter()
         proxy = train_proxy(training_articles(SHARED)[:200], Path(tmp) / "proxy", steps=5, seed=0)

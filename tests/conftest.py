@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import shutil
 from pathlib import Path
 
 import pytest
@@ -27,3 +28,26 @@ def prefect_harness():
 
     with prefect_test_harness(server_startup_timeout=120):
         yield
+
+
+@pytest.fixture(scope="session")
+def demo_result(prefect_harness, tmp_path_factory) -> dict:
+    """The embedded demo (40 conversations), curated once for the whole session by the real flows:
+    every stage, real models. Tests only read it; a test that writes copies it first (`copy_run`)."""
+    from thresher.demo import run_demo
+
+    return run_demo(tmp_path_factory.mktemp("demo") / "demo", conversations=40)
+
+
+@pytest.fixture(scope="session")
+def demo_run(demo_result):
+    from thresher.storage.run_dir import RunDir
+
+    return RunDir(demo_result["run_dir"])
+
+
+def copy_run(source: Path, target: Path) -> Path:
+    """A copy of a run directory to write into (runs hold only relative paths, so a copy works);
+    the Prefect cache and the demo's raw inputs stay behind."""
+    shutil.copytree(source, target, ignore=shutil.ignore_patterns(".prefect-results", "inputs"))
+    return target

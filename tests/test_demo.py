@@ -1,17 +1,14 @@
 """The embedded demo, end to end, on a smaller slice of its corpus."""
 
-import pytest
 
 from thresher.augment.eliminate import ELIMINATION_REASONS
-from thresher.demo import AUGMENT_QUERIES, EXAMPLE_QUERIES, run_demo
+from thresher.demo import AUGMENT_QUERIES, EXAMPLE_QUERIES
 from thresher.storage.catalog import open_catalog
 from thresher.storage.run_dir import RunDir
 
-pytestmark = pytest.mark.usefixtures("prefect_harness")
 
-
-def test_demo_curates_its_embedded_corpus(tmp_path):
-    result = run_demo(tmp_path / "demo", conversations=60)
+def test_demo_curates_its_embedded_corpus(demo_result):
+    result = demo_result
     ingest = result["ingest"]
     assert ingest["rows_in"] == ingest["rows_written"] + ingest["rows_quarantined"]
     assert set(ingest["quarantine_reasons"]) == {
@@ -20,7 +17,7 @@ def test_demo_curates_its_embedded_corpus(tmp_path):
     with open_catalog(run) as con:
         docs, instructions = con.execute(
             "SELECT (SELECT count(*) FROM documents), (SELECT count(*) FROM instructions)").fetchall()[0]
-        assert docs > 100 and 0 < instructions <= 60
+        assert docs > 100 and 0 < instructions <= 40
         # Licence files make exact duplicates: the corpus exercises dedup.
         copies = con.execute("SELECT max(n) FROM (SELECT count(*) AS n FROM documents GROUP BY hash(text))").fetchall()
         assert copies[0][0] >= 3

@@ -9,54 +9,26 @@ from __future__ import annotations
 import hashlib
 import json
 from pathlib import Path
-from typing import Any, Literal
+from typing import Literal
 
 from pydantic import Field, field_validator, model_validator
 
 from thresher.augment.config import AugmentConfig
 from thresher.config_base import (  # noqa: F401  (re-exported: the public config namespace)
+    DEFAULT_SCORERS,
     ConfigError,
     IngestConfig,
     InputFormat,
     InputSpec,
+    ScorerSpec,
+    SelectionRecipe,
+    SelectionStep,
     StrictModel,
     load_yaml_model,
 )
 from thresher.dedup.config import DedupConfig
 from thresher.dsir.config import DsirConfig
 from thresher.embeddings.config import EmbeddingsConfig
-
-
-class ScorerSpec(StrictModel):
-    name: str
-    params: dict[str, Any] = Field(default_factory=dict)
-
-
-DEFAULT_SCORERS = (ScorerSpec(name="heuristics"), ScorerSpec(name="langid"))
-
-
-class SelectionStep(StrictModel):
-    """One named predicate of a selection funnel."""
-
-    name: str = Field(pattern=r"^[A-Za-z0-9_.-]+$")
-    sql: str = Field(min_length=1, description="a SQL boolean expression over the <table>_scored view")
-
-
-class SelectionRecipe(StrictModel):
-    """SQL predicates over the catalog (applied in order, each narrowing the last), then an
-    optional cap. Same recipe + same run + same seed -> the same selection, byte for byte."""
-
-    name: str = Field(pattern=r"^[A-Za-z0-9_.-]+$")
-    table: Literal["documents", "instructions"] = "documents"
-    seed: int = 0
-    where: list[SelectionStep] = Field(default_factory=list)
-    limit: int | None = Field(None, gt=0, description="keep at most this many rows, ranked by order_by")
-    order_by: str | None = Field(None, description="SQL ranking expression for limit; ties by doc_id")
-    license: str | None = Field(None, description="licence of the selected data, for exports")
-
-    def content_hash(self) -> str:
-        payload = json.dumps(self.model_dump(mode="json"), sort_keys=True)
-        return hashlib.sha256(payload.encode()).hexdigest()[:16]
 
 
 class TaskRunnerSpec(StrictModel):
@@ -66,8 +38,6 @@ class TaskRunnerSpec(StrictModel):
     kind: Literal["threads", "processes", "dask"] = "threads"
     workers: int | None = Field(None, gt=0, description="threads/processes/Dask workers; default: CPU count")
     dask_address: str | None = Field(None, description="an existing Dask scheduler, e.g. tcp://host:8786")
-
-
 
 
 class Recipe(StrictModel):

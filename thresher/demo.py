@@ -147,8 +147,8 @@ def _assistant_turns(conversations: list) -> list[str]:
 def train_demo_models(directory: Path, conversations: list) -> tuple[Path, Path]:
     """A KenLM 4-gram and a tiny GPT-2 proxy trained on the assistant turns of the demo's chat
     data: the reference domain that perplexity measures documents against. Kept between runs."""
-    from thresher.train.kenlm import train_kenlm
-    from thresher.train.proxy import train_proxy
+    from thresher.perplexity.train_kenlm import train_kenlm
+    from thresher.perplexity.train_proxy import train_proxy
 
     reference = _assistant_turns(conversations)
     kenlm_dir, proxy_dir = directory / "kenlm", directory / "proxy"

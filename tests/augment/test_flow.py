@@ -99,7 +99,7 @@ def test_augment_loop_flow_judges_dedups_selects_and_is_queryable(evolved, sourc
 
 
 def test_cli(evolved, source_copy, tmp_path):
-    from thresher.augment.cli import app
+    from thresher.cli.augment import app
 
     config_file = tmp_path / "augment.yaml"
     config_file.write_text(yaml.safe_dump(CONFIG.model_dump(mode="json")))

@@ -29,14 +29,6 @@ INJECTED = '<script>window.__pwned = 1</script><img src=x onerror="window.__pwne
 INJECTED_URL = 'javascript:window.__pwned=3//"><script>window.__pwned=4</script>'
 
 
-@pytest.fixture(scope="package")
-def demo_run(prefect_harness, tmp_path_factory) -> RunDir:
-    from thresher.demo import run_demo
-
-    result = run_demo(tmp_path_factory.mktemp("dash") / "demo", conversations=40)
-    return RunDir(result["run_dir"])
-
-
 def _ingest_hostile_shard(run: RunDir) -> None:
     from thresher.config import IngestConfig, InputSpec
     from thresher.scorers.apply import score_shard

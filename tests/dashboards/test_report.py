@@ -47,7 +47,7 @@ def test_report_never_carries_markup_from_documents(report_html):
 def test_report_command_on_a_plain_run_marks_absent_panels(demo_run, tmp_path):
     import typer
 
-    from thresher.dashboards.commands import dashboard, report
+    from thresher.cli.dashboards import dashboard, report
 
     app = typer.Typer()
     app.command()(dashboard)

@@ -10,8 +10,8 @@ import pyarrow.parquet as pq
 import pytest
 from typer.testing import CliRunner
 
+from thresher.cli.embeddings import app
 from thresher.config import InputSpec
-from thresher.embeddings.cli import app
 from thresher.embeddings.config import (
     DistillConfig,
     DiversitySelection,
@@ -31,7 +31,7 @@ runner = CliRunner()
 def test_embeddings_flow_end_to_end(embedded_run, planted, embed_config, tmp_path):
     from prefect.artifacts import Artifact
 
-    from thresher.flows.embed import embeddings_flow
+    from thresher.flows.embeddings import embeddings_flow
 
     run_dir = tmp_path / "copy"
     shutil.copytree(embedded_run.root, run_dir)  # a run directory works wherever it is
@@ -81,7 +81,7 @@ def test_embeddings_flow_end_to_end(embedded_run, planted, embed_config, tmp_pat
 
 
 def test_embed_flow_caches_recovers_and_cli(shared_data, tmp_path):
-    from thresher.flows.embed import embed_flow
+    from thresher.flows.embeddings import embed_flow
     from thresher.flows.ingest import ingest_flow
 
     records = json.loads((shared_data / "alpaca_sample.json").read_text())[:60]

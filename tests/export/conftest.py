@@ -6,22 +6,21 @@ from pathlib import Path
 
 import pytest
 
+from tests.conftest import copy_run
 from tests.export.selections import write_selection
 from thresher.storage.catalog import open_catalog
 from thresher.storage.run_dir import RunDir
 
 
 @pytest.fixture(scope="package")
-def demo_run(tmp_path_factory, prefect_harness) -> Path:
-    """The embedded demo (40 conversations) plus three selections of our own:
+def export_run(demo_run, tmp_path_factory) -> Path:
+    """A copy of the session's demo run (40 conversations) plus three selections of our own:
 
     docs-en     English documents, with a weight (lang_score), a two-step funnel and a licence
     chat        every instruction, ranked
     docs-stale  a documents selection naming one doc_id the run does not have
     """
-    from thresher.demo import run_demo
-
-    root = Path(run_demo(tmp_path_factory.mktemp("export") / "demo", conversations=40)["run_dir"])
+    root = copy_run(demo_run.root, tmp_path_factory.mktemp("export") / "demo")
     with open_catalog(RunDir(root)) as con:
         total = con.execute("SELECT count(*) FROM documents_scored").fetchall()[0][0]
         english = con.execute("SELECT doc_id, lang_score FROM documents_scored WHERE lang = 'en'").fetchall()

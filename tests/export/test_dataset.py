@@ -54,14 +54,14 @@ def catalog_rows(run_root: Path, sql: str) -> list[tuple]:
         return con.execute(sql).fetchall()
 
 
-def test_documents_export_loads_unchanged_with_datasets(demo_run, load_dataset, tmp_path):
-    export_dir = export_selection(demo_run, "docs-en")
-    assert export_dir == demo_run / "exports" / "docs-en"
+def test_documents_export_loads_unchanged_with_datasets(export_run, load_dataset, tmp_path):
+    export_dir = export_selection(export_run, "docs-en")
+    assert export_dir == export_run / "exports" / "docs-en"
     assert sorted(p.relative_to(export_dir).as_posix() for p in export_dir.rglob("*") if p.is_file()) == [
         "README.md", "data/train-00000-of-00001.parquet", "recipe.yaml", "selection.json"]
 
     dataset = load_dataset(export_dir)
-    expected = catalog_rows(demo_run, "SELECT doc_id, text, url, source, timestamp, lang, lang_score, "
+    expected = catalog_rows(export_run, "SELECT doc_id, text, url, source, timestamp, lang, lang_score, "
                                       "gopher_word_count FROM documents_scored WHERE lang = 'en' ORDER BY doc_id")
     assert dataset.num_rows == len(expected) > 100
     names = dataset.column_names
@@ -87,10 +87,10 @@ def test_documents_export_loads_unchanged_with_datasets(demo_run, load_dataset, 
         assert (row["timestamp"] is None) == (want[4] is None)
 
 
-def test_instructions_export_keeps_conversations_typed(demo_run, load_dataset):
-    export_dir = export_selection(demo_run, "chat")
+def test_instructions_export_keeps_conversations_typed(export_run, load_dataset):
+    export_dir = export_selection(export_run, "chat")
     dataset = load_dataset(export_dir)
-    expected = catalog_rows(demo_run, "SELECT doc_id, instruction, input, output, conversation, text "
+    expected = catalog_rows(export_run, "SELECT doc_id, instruction, input, output, conversation, text "
                                       "FROM instructions ORDER BY doc_id")
     assert dataset.num_rows == len(expected) > 0
     assert dataset.column_names[:6] == list(DEFAULT_COLUMNS["instructions"])
@@ -109,7 +109,7 @@ def test_instructions_export_keeps_conversations_typed(demo_run, load_dataset):
     assert [r["rank"] for r in dataset.select_columns(["rank"]).to_list()] == list(range(len(expected), 0, -1))
 
     # Chosen columns; meta_json stays a JSON string, never an untyped object.
-    export_dir = export_selection(demo_run, "chat", demo_run / "chat-slim",
+    export_dir = export_selection(export_run, "chat", export_run / "chat-slim",
                                   columns=["instruction", "meta_json", "lang"])
     slim = load_dataset(export_dir)
     assert slim.column_names == ["doc_id", "instruction", "meta_json", "lang"]
@@ -117,8 +117,8 @@ def test_instructions_export_keeps_conversations_typed(demo_run, load_dataset):
     assert all(v is None or isinstance(json.loads(v), dict) for v in slim["meta_json"])
 
 
-def test_card_header_and_body(demo_run):
-    export_dir = export_selection(demo_run, "docs-en", demo_run / "card-check")
+def test_card_header_and_body(export_run):
+    export_dir = export_selection(export_run, "docs-en", export_run / "card-check")
     header, body = card_parts(export_dir)
     rows = pq.read_metadata(export_dir / "data" / "train-00000-of-00001.parquet").num_rows
 
@@ -149,30 +149,30 @@ def test_card_header_and_body(demo_run):
                      "## Selection funnel", "| english |", "text \\|\\| ''", "## Score distributions",
                      "| `lang_score` | langid@1 |", "| `c4_has_curly_brace` | heuristics@1 |", "## Recipe"):
         assert expected in body, expected
-    assert str(demo_run) not in body  # no local paths in a card meant for the Hub
+    assert str(export_run) not in body  # no local paths in a card meant for the Hub
     recipe_block = body.split("```yaml\n", 1)[1].split("```", 1)[0]
     assert yaml.safe_load(recipe_block) == selection["recipe"]
     assert yaml.safe_load((export_dir / "recipe.yaml").read_text()) == selection["recipe"]
     assert (export_dir / "selection.json").read_bytes() == (
-        demo_run / "selections" / "docs-en" / "selection.json").read_bytes()
+        export_run / "selections" / "docs-en" / "selection.json").read_bytes()
 
     # The licence option wins over the recipe's.
-    header, _ = card_parts(export_selection(demo_run, "docs-en", demo_run / "card-check", license="odc-by"))
+    header, _ = card_parts(export_selection(export_run, "docs-en", export_run / "card-check", license="odc-by"))
     assert header["license"] == "odc-by"
 
 
-def test_reexport_is_byte_identical_whatever_the_batches(demo_run, monkeypatch):
-    first = file_digests(export_selection(demo_run, "docs-en", demo_run / "same-a", shard_rows=50))
+def test_reexport_is_byte_identical_whatever_the_batches(export_run, monkeypatch):
+    first = file_digests(export_selection(export_run, "docs-en", export_run / "same-a", shard_rows=50))
     monkeypatch.setattr(export_dataset, "_FETCH_ROWS", 7)  # DuckDB hands over very different batches
-    second = file_digests(export_selection(demo_run, "docs-en", demo_run / "same-b", shard_rows=50))
+    second = file_digests(export_selection(export_run, "docs-en", export_run / "same-b", shard_rows=50))
     assert first == second
     assert len([p for p in first if p.startswith("data/")]) > 2
 
 
-def test_small_shards_load_together(demo_run, load_dataset):
-    whole = load_dataset(export_selection(demo_run, "docs-en", demo_run / "whole")).to_list()
+def test_small_shards_load_together(export_run, load_dataset):
+    whole = load_dataset(export_selection(export_run, "docs-en", export_run / "whole")).to_list()
 
-    by_rows = export_selection(demo_run, "docs-en", demo_run / "by-rows", shard_rows=40)
+    by_rows = export_selection(export_run, "docs-en", export_run / "by-rows", shard_rows=40)
     shards = sorted((by_rows / "data").iterdir())
     expected_shards = -(-len(whole) // 40)
     assert [p.name for p in shards] == [f"train-{i:05d}-of-{expected_shards:05d}.parquet"
@@ -181,7 +181,7 @@ def test_small_shards_load_together(demo_run, load_dataset):
         len(whole) - 40 * (expected_shards - 1)]
     assert load_dataset(by_rows).to_list() == whole
 
-    by_bytes = export_selection(demo_run, "docs-en", demo_run / "by-bytes", max_shard_bytes=200_000)
+    by_bytes = export_selection(export_run, "docs-en", export_run / "by-bytes", max_shard_bytes=200_000)
     shards = sorted((by_bytes / "data").iterdir())
     assert len(shards) > 2
     assert all(p.stat().st_size < 400_000 for p in shards)
@@ -190,9 +190,9 @@ def test_small_shards_load_together(demo_run, load_dataset):
     assert header["dataset_info"]["download_size"] == sum(p.stat().st_size for p in shards)
 
 
-def test_failed_export_leaves_the_previous_one(demo_run, monkeypatch):
-    out = demo_run / "atomic"
-    before = file_digests(export_selection(demo_run, "docs-en", out, shard_rows=100))
+def test_failed_export_leaves_the_previous_one(export_run, monkeypatch):
+    out = export_run / "atomic"
+    before = file_digests(export_selection(export_run, "docs-en", out, shard_rows=100))
     # The remains of a killed export: removed by the next one.
     killed = out.with_name(f"{out.name}.tmp-999999")
     (killed / "data").mkdir(parents=True)
@@ -203,59 +203,59 @@ def test_failed_export_leaves_the_previous_one(demo_run, monkeypatch):
 
     monkeypatch.setattr("thresher.export.card.render_card", boom)
     with pytest.raises(RuntimeError, match="killed"):
-        export_selection(demo_run, "docs-en", out, shard_rows=10)
+        export_selection(export_run, "docs-en", out, shard_rows=10)
     assert file_digests(out) == before
     assert sorted(p.name for p in out.parent.iterdir() if p.name.startswith("atomic")) == ["atomic"]
 
 
-def test_export_errors_name_the_problem(demo_run):
+def test_export_errors_name_the_problem(export_run):
     with pytest.raises(ExportError, match="2 doc_ids but 1 rows"):
-        export_selection(demo_run, "docs-stale", demo_run / "stale")
-    assert not (demo_run / "stale").exists()
+        export_selection(export_run, "docs-stale", export_run / "stale")
+    assert not (export_run / "stale").exists()
     with pytest.raises(ExportError, match="no selection 'nope'.*docs-en"):
-        export_selection(demo_run, "nope")
+        export_selection(export_run, "nope")
     with pytest.raises(ExportError, match="invalid selection name"):
-        export_selection(demo_run, "../docs-en")
-    (demo_run / "precious").mkdir()
-    (demo_run / "precious" / "notes.txt").write_text("keep me")
+        export_selection(export_run, "../docs-en")
+    (export_run / "precious").mkdir()
+    (export_run / "precious" / "notes.txt").write_text("keep me")
     with pytest.raises(ExportError, match="not a thresher export"):
-        export_selection(demo_run, "docs-en", demo_run / "precious")
-    assert (demo_run / "precious" / "notes.txt").read_text() == "keep me"
-    for inside in (demo_run, demo_run.parent, demo_run / "selections" / "docs-en"):
+        export_selection(export_run, "docs-en", export_run / "precious")
+    assert (export_run / "precious" / "notes.txt").read_text() == "keep me"
+    for inside in (export_run, export_run.parent, export_run / "selections" / "docs-en"):
         with pytest.raises(ExportError, match="holds the run's own data"):
-            export_selection(demo_run, "docs-en", inside)
-    write_selection(demo_run, "nothing", "documents", [])
+            export_selection(export_run, "docs-en", inside)
+    write_selection(export_run, "nothing", "documents", [])
     with pytest.raises(ExportError, match="'nothing' is empty"):
-        export_selection(demo_run, "nothing")
+        export_selection(export_run, "nothing")
     with pytest.raises(ExportError, match="no column.*'bogus'"):
-        export_selection(demo_run, "docs-en", demo_run / "bogus", columns=["text", "bogus"])
-    assert not [p for p in demo_run.iterdir() if ".tmp-" in p.name]
+        export_selection(export_run, "docs-en", export_run / "bogus", columns=["text", "bogus"])
+    assert not [p for p in export_run.iterdir() if ".tmp-" in p.name]
 
 
-def test_export_flow_publishes_an_artifact(demo_run):
+def test_export_flow_publishes_an_artifact(export_run):
     from prefect.client.orchestration import get_client
     from prefect.client.schemas.filters import ArtifactFilter, ArtifactFilterKey
 
     from thresher.flows.export import export_flow
 
-    result = export_flow(str(demo_run), "chat", out_dir=str(demo_run / "flow-export"), shard_rows=10)
-    assert result["rows"] == sum(pq.read_metadata(p).num_rows for p in (demo_run / "flow-export" / "data").iterdir())
-    assert result["shards"] == len(list((demo_run / "flow-export" / "data").iterdir())) > 1
+    result = export_flow(str(export_run), "chat", out_dir=str(export_run / "flow-export"), shard_rows=10)
+    assert result["rows"] == sum(pq.read_metadata(p).num_rows for p in (export_run / "flow-export" / "data").iterdir())
+    assert result["shards"] == len(list((export_run / "flow-export" / "data").iterdir())) > 1
     assert result["repo_url"] is None
-    key = f"{demo_run.name}-export-chat"
+    key = f"{export_run.name}-export-chat"
     with get_client(sync_client=True) as client:
         artifacts = client.read_artifacts(artifact_filter=ArtifactFilter(key=ArtifactFilterKey(any_=[key])))
     assert artifacts and f"| rows | {result['rows']:,} |" in artifacts[0].data
-    manifest = RunDir(demo_run).read_manifest()
+    manifest = RunDir(export_run).read_manifest()
     assert manifest["stages"]["export"]["status"] == "finished"
     assert manifest["stages"]["export"]["rows"] == result["rows"]
 
 
-def test_cli_export(demo_run):
+def test_cli_export(export_run):
     import typer
     from typer.testing import CliRunner
 
-    from thresher.export.commands import export
+    from thresher.cli.export import export
 
     app = typer.Typer()
     app.command()(export)
@@ -265,28 +265,28 @@ def test_cli_export(demo_run):
     assert result.exit_code == 0
     for option in ("--out", "--push", "--public", "--license", "--endpoint", "--token-secret"):
         assert option in result.output
-    out = demo_run / "cli-export"
-    result = runner.invoke(app, ["export", str(demo_run), "chat", "--out", str(out), "--shard-rows", "15"],
+    out = export_run / "cli-export"
+    result = runner.invoke(app, ["export", str(export_run), "chat", "--out", str(out), "--shard-rows", "15"],
                            env={"COLUMNS": "160"})
     assert result.exit_code == 0, result.output
     assert str(out) in result.output.replace("\n", "")
     assert len(list((out / "data").iterdir())) >= 2
-    result = runner.invoke(app, ["export", str(demo_run), "nope"], env={"COLUMNS": "160"})
+    result = runner.invoke(app, ["export", str(export_run), "nope"], env={"COLUMNS": "160"})
     assert result.exit_code == 2 and "no selection 'nope'" in result.output
 
 
-def test_exports_a_selection_made_by_thresher_select(demo_run, load_dataset):
+def test_exports_a_selection_made_by_thresher_select(export_run, load_dataset):
     select = pytest.importorskip("thresher.storage.select")
     from thresher.config import SelectionRecipe
 
     recipe = SelectionRecipe(name="top-long", table="documents", where=[{"name": "english", "sql": "lang = 'en'"}],
                              limit=50, order_by="gopher_word_count DESC", license="MIT")
-    metadata = select.run_selection(RunDir(demo_run), recipe)
-    dataset = load_dataset(export_selection(demo_run, "top-long"))
+    metadata = select.run_selection(RunDir(export_run), recipe)
+    dataset = load_dataset(export_selection(export_run, "top-long"))
     assert dataset.num_rows == metadata["selected_rows"] == 50
     assert sorted(dataset["rank"]) == list(range(1, 51))
-    longest = catalog_rows(demo_run, "SELECT max(gopher_word_count) FROM documents_scored WHERE lang = 'en'")[0][0]
+    longest = catalog_rows(export_run, "SELECT max(gopher_word_count) FROM documents_scored WHERE lang = 'en'")[0][0]
     assert dataset.filter(lambda r: r["rank"] == 1)["gopher_word_count"] == [longest]
-    header, body = card_parts(demo_run / "exports" / "top-long")
+    header, body = card_parts(export_run / "exports" / "top-long")
     assert header["license"] == "mit"
     assert f"`{metadata['recipe_hash']}`" in body

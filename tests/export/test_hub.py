@@ -52,8 +52,8 @@ def fake_hub(hub_env, monkeypatch):
 
 
 @pytest.fixture(scope="module")
-def export_dir(demo_run):
-    return export_selection(demo_run, "docs-en", demo_run / "to-push", shard_rows=60)
+def export_dir(export_run):
+    return export_selection(export_run, "docs-en", export_run / "to-push", shard_rows=60)
 
 
 def local_files(directory):
@@ -105,17 +105,17 @@ def test_push_uploads_every_file_private_with_the_token_never_shown(export_dir, 
     assert fake_hub.files("curator/web-en") == expected
 
 
-def test_streamed_pipeline_repush_drops_stale_shards(demo_run, fake_hub, hub_env, monkeypatch):
+def test_streamed_pipeline_repush_drops_stale_shards(export_run, fake_hub, hub_env, monkeypatch):
     monkeypatch.setattr(hub_env, "HF_HUB_DISABLE_XET", False)  # huggingface_hub's default path
     fake_hub.lfs_suffixes = ()  # every file "regular": the pipeline needs no Xet storage
-    out = demo_run / "repush"
-    export_selection(demo_run, "docs-en", out, shard_rows=40)
+    out = export_run / "repush"
+    export_selection(export_run, "docs-en", out, shard_rows=40)
     push_to_hub(out, "curator/repush", token=TOKEN, endpoint=fake_hub.endpoint, private=False)
     assert fake_hub.create_payloads[-1]["visibility"] == "public"
     first = local_files(out)
     assert fake_hub.files("curator/repush") == first
 
-    export_selection(demo_run, "docs-en", out, shard_rows=100)  # fewer, larger shards
+    export_selection(export_run, "docs-en", out, shard_rows=100)  # fewer, larger shards
     second = local_files(out)
     assert len([p for p in second if p.startswith("data/")]) < len([p for p in first if p.startswith("data/")])
     push_to_hub(out, "curator/repush", token=TOKEN, endpoint=fake_hub.endpoint, private=False)
@@ -152,7 +152,7 @@ def test_token_from_env_from_prefect_secret_or_none(export_dir, fake_hub, monkey
 
     Secret(value="hf_fromAPrefectSecret7").save("thresher-test-hf-token", overwrite=True)
     fake_hub.requests.clear()
-    from thresher.flows.export import export_flow
+    from thresher.flows.export import export_flow, secret_token
 
     result = export_flow(str(export_dir.parent), "docs-en", "curator/from-flow",
                          out_dir=str(export_dir.parent / "flow-push"), hf_token_secret="thresher-test-hf-token",
@@ -162,7 +162,7 @@ def test_token_from_env_from_prefect_secret_or_none(export_dir, fake_hub, monkey
         "Bearer hf_fromAPrefectSecret7"}  # the secret block wins over HF_TOKEN
     assert fake_hub.files("curator/from-flow") == local_files(export_dir.parent / "flow-push")
     with pytest.raises(HubError, match="cannot load the Prefect Secret block 'no-such-block'"):
-        push_to_hub(export_dir, "curator/x", token_secret="no-such-block", endpoint=fake_hub.endpoint)
+        secret_token("no-such-block")
     out, err = capfd.readouterr()
     for text in (caplog.text, out, err):
         assert "hf_fromAPrefectSecret7" not in text and "hf_fromTheEnvironment42" not in text

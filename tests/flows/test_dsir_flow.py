@@ -103,7 +103,7 @@ def test_dsir_flow_end_to_end_rerun_and_resume(inputs):
 
 
 def test_cli_fit_weight_select(inputs, tmp_path):
-    from thresher.dsir.cli import app
+    from thresher.cli.dsir import app
 
     for command in ("fit", "weight", "select"):
         help_text = runner.invoke(app, [command, "--help"])

@@ -44,7 +44,7 @@ def run(shared_data, tmp_path_factory, smollm2):
 
 
 def test_judge_flow_writes_sidecars_and_reruns_from_cache(run):
-    from thresher.flows.judge import judge_flow
+    from thresher.flows.judges import judge_flow
 
     first = {s["judge"]: s for s in judge_flow(str(run.root), JUDGES)["judges"]}
     alpagasus = first[next(k for k in first if k.startswith("judge_alpagasus@"))]
@@ -73,7 +73,7 @@ def test_judge_flow_writes_sidecars_and_reruns_from_cache(run):
 
 
 def test_calibration_flow_writes_three_tables(run):
-    from thresher.flows.judge import calibrate_flow
+    from thresher.flows.judges import calibrate_flow
 
     result = calibrate_flow(str(run.root), JUDGES[0], "alpagasus-degraded", degraded=4, seed=1)
     calibration = result["calibration"]
@@ -87,7 +87,7 @@ def test_calibration_flow_writes_three_tables(run):
 
 
 def test_calibration_against_a_label_file(run, tmp_path):
-    from thresher.flows.judge import calibrate_flow
+    from thresher.flows.judges import calibrate_flow
 
     con = open_catalog(run)
     try:
@@ -102,7 +102,7 @@ def test_calibration_against_a_label_file(run, tmp_path):
 
 
 def test_cli(run, shared_data):
-    from thresher.judges.cli import app
+    from thresher.cli.judges import app
 
     runner = CliRunner()
     listed = runner.invoke(app, ["prompts"])
@@ -124,7 +124,7 @@ def test_cli(run, shared_data):
 
 
 def test_sampled_judge_marks_unjudged_rows(run):
-    from thresher.flows.judge import judge_flow
+    from thresher.flows.judges import judge_flow
     from thresher.judges.base import in_sample
 
     spec = ScorerSpec(name="judge_alpagasus", params={**JUDGES[0].params, "sample_fraction": 0.5, "sample_seed": 7})

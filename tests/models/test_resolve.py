@@ -186,7 +186,7 @@ def test_conversion_is_atomic_single_and_not_fooled_by_leftovers(tmp_path, monke
 def test_converted_smollm2_scores_english_below_gibberish(smollm2, shared_data):
     import pyarrow as pa
 
-    from thresher.scorers.lm_perplexity import CausalLMPerplexityScorer
+    from thresher.perplexity.lm_scorer import CausalLMPerplexityScorer
 
     path, _, _ = smollm2
     clean = pdata.evaluation_paragraphs(shared_data, count=4)

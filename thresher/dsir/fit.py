@@ -29,7 +29,7 @@ import numpy as np
 import pyarrow as pa
 import pyarrow.parquet as pq
 
-from thresher.config import IngestConfig
+from thresher.config_base import IngestConfig
 from thresher.dsir.config import DsirConfig, DsirTarget
 from thresher.dsir.features import HashedNgramFeaturizer
 from thresher.storage.catalog import open_catalog

@@ -19,7 +19,7 @@ import yaml
 from thresher import __version__
 
 if TYPE_CHECKING:
-    from thresher.export.dataset import ExportInfo
+    from thresher.export.info import ExportInfo
 
 _SIZE_CATEGORIES = (
     (1_000, "n<1K"), (10_000, "1K<n<10K"), (100_000, "10K<n<100K"), (1_000_000, "100K<n<1M"),
@@ -132,7 +132,7 @@ def _bytes(n: int) -> str:
 
 
 def render_card(info: ExportInfo) -> str:
-    from thresher.export.dataset import QUANTILES, recipe_yaml
+    from thresher.export.info import QUANTILES, recipe_yaml
 
     selection, manifest = info.selection, info.manifest
     run_recipe = manifest.get("recipe") or {}

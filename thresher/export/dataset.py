@@ -20,7 +20,6 @@ import os
 import re
 import shutil
 from collections.abc import Iterable, Sequence
-from dataclasses import dataclass, field
 from pathlib import Path
 
 import duckdb
@@ -28,8 +27,8 @@ import numpy as np
 import pyarrow as pa
 import pyarrow.compute as pc
 import pyarrow.parquet as pq
-import yaml
 
+from thresher.export.info import QUANTILES, ExportColumn, ExportInfo, ShardInfo, recipe_yaml  # noqa: F401
 from thresher.schema import DOCUMENT_SCHEMA, INSTRUCTION_SCHEMA
 from thresher.storage.catalog import latest_score_keys, open_catalog
 from thresher.storage.run_dir import DATA_TABLES, RunDir
@@ -46,7 +45,6 @@ DEFAULT_ROW_GROUP_ROWS = 10_000
 DEFAULT_ROW_GROUP_BYTES = 64 << 20  # estimated in-memory bytes of one row group
 COMPRESSION = "zstd"
 SPLIT = "train"
-QUANTILES = (0.01, 0.1, 0.25, 0.5, 0.75, 0.9, 0.99)
 
 _FETCH_ROWS = 4096
 _BASE_SCHEMAS = {"documents": DOCUMENT_SCHEMA, "instructions": INSTRUCTION_SCHEMA}
@@ -55,51 +53,6 @@ _NAME = re.compile(r"^[A-Za-z0-9_.-]+$")
 
 class ExportError(ValueError):
     """An export that cannot be made; the message names the selection and the reason."""
-
-
-@dataclass(frozen=True)
-class ExportColumn:
-    name: str
-    type: pa.DataType
-    origin: str  # the data table, a scorer key (`heuristics@1`) or "selection"
-    nullable: bool = True
-
-
-@dataclass
-class ShardInfo:
-    path: str  # relative to the export directory
-    rows: int
-    bytes: int  # file size
-    uncompressed_bytes: int  # sum of the row groups' uncompressed sizes
-
-
-@dataclass
-class ExportInfo:
-    """What the card is made from; also what `export_selection`'s callers may report."""
-
-    name: str
-    table: str
-    run_root: Path
-    manifest: dict
-    selection: dict
-    columns: list[ExportColumn]
-    schema: pa.Schema
-    shards: list[ShardInfo] = field(default_factory=list)
-    license: str = "unknown"
-    score_stats: list[dict] = field(default_factory=list)
-    languages: list[tuple[str, int]] = field(default_factory=list)
-
-    @property
-    def rows(self) -> int:
-        return sum(s.rows for s in self.shards)
-
-    @property
-    def download_size(self) -> int:
-        return sum(s.bytes for s in self.shards)
-
-    @property
-    def dataset_size(self) -> int:
-        return sum(s.uncompressed_bytes for s in self.shards)
 
 
 # -- public API -------------------------------------------------------------------------------
@@ -168,20 +121,6 @@ def export_selection(
         shutil.rmtree(staging, ignore_errors=True)
         raise
     return destination
-
-
-def recipe_yaml(selection: dict) -> str:
-    """The selection's recipe as YAML, its keys in the recipe model's order (selection.json sorts them)."""
-    recipe = dict(selection.get("recipe") or {})
-    try:
-        from thresher.config import SelectionRecipe
-
-        order = list(SelectionRecipe.model_fields)
-    except ImportError:  # pragma: no cover - an older thresher without selection recipes
-        order = []
-    ordered = {k: recipe.pop(k) for k in order if k in recipe} | recipe
-    header = f"# selection recipe {selection.get('name')!s}, recipe hash {selection.get('recipe_hash')!s}\n"
-    return header + yaml.safe_dump(ordered, sort_keys=False, allow_unicode=True, width=1000)
 
 
 def read_export_summary(export_dir: str | Path) -> dict:

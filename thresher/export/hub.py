@@ -11,7 +11,7 @@ How huggingface_hub 2.x uploads (what `push_to_hub` relies on):
   files go through the Git LFS batch API and one commit. Re-running re-uploads nothing the Hub
   already has (the batch API answers with no action for known objects).
 
-The token comes from the `token` argument, then the Prefect Secret block named `token_secret`,
+The token comes from the `token` argument (the export flow loads it from a Prefect Secret block),
 then huggingface_hub's own lookup (`HF_TOKEN`, then the token saved by `hf auth login`). It is
 handed to huggingface_hub only, never formatted into a message, logged or printed.
 """
@@ -33,22 +33,11 @@ class HubError(ExportError):
     """The upload cannot go ahead; the message never contains the token."""
 
 
-def resolve_token(token: str | None = None, *, token_secret: str | None = None) -> str:
-    """The Hub token to use: `token`, else the Prefect Secret block `token_secret`, else
-    HF_TOKEN / the saved login. Raises HubError when there is none."""
+def resolve_token(token: str | None = None) -> str:
+    """The Hub token to use: `token` (the export flow passes a Prefect Secret block's value here),
+    else HF_TOKEN / the saved login. Raises HubError when there is none."""
     if token:
         return token
-    if token_secret:
-        from prefect.blocks.system import Secret
-
-        try:
-            value = Secret.load(token_secret).get()
-        except ValueError as exc:
-            # Prefect's message names the block, not its value.
-            raise HubError(f"cannot load the Prefect Secret block {token_secret!r}: {exc}") from None
-        if not isinstance(value, str) or not value:
-            raise HubError(f"the Prefect Secret block {token_secret!r} does not hold a token string")
-        return value
     from huggingface_hub import get_token
 
     found = get_token()
@@ -64,7 +53,6 @@ def push_to_hub(
     *,
     private: bool = True,
     token: str | None = None,
-    token_secret: str | None = None,
     endpoint: str | None = None,
     revision: str | None = None,
     commit_message: str | None = None,
@@ -84,7 +72,7 @@ def push_to_hub(
         raise HubError(f"{export_dir} is not a thresher export (no README.md and data/)")
     selection = _read_selection(export_dir)
     api = HfApi(endpoint=endpoint)
-    secret = resolve_token(token, token_secret=token_secret)
+    secret = resolve_token(token)
 
     repo_url = api.create_repo(repo_id, token=secret, repo_type=REPO_TYPE, private=private, exist_ok=True)
     info = api.repo_info(repo_id, token=secret, repo_type=REPO_TYPE)

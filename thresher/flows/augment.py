@@ -106,7 +106,7 @@ def augment_loop_flow(
     """Augment, then score (`scorers`), judge, deduplicate (against the source run's pool when
     `config.dedup_against_source`) and select the evolved pairs (see the module doc)."""
     from thresher.flows.dedup import dedup_flow
-    from thresher.flows.judge import judge_flow
+    from thresher.flows.judges import judge_flow
     from thresher.flows.select import select_flow
 
     config = config or AugmentConfig()

@@ -10,9 +10,9 @@ from thresher.dedup.config import DedupConfig
 from thresher.flows.augment import augment_loop_flow
 from thresher.flows.dedup import dedup_flow
 from thresher.flows.dsir import dsir_flow
-from thresher.flows.embed import embeddings_flow
+from thresher.flows.embeddings import embeddings_flow
 from thresher.flows.ingest import ingest_flow
-from thresher.flows.judge import judge_flow
+from thresher.flows.judges import judge_flow
 from thresher.flows.runners import build_task_runner
 from thresher.flows.score import score_flow
 from thresher.flows.select import select_flow

@@ -22,13 +22,29 @@ def export_task(run_root: str, selection: str, out_dir: str | None, shard_rows: 
     return read_export_summary(path)
 
 
+def secret_token(block_name: str) -> str:
+    """The token held by the Prefect Secret block `block_name` (loaded inside the task, so it is
+    never a parameter Prefect records). The messages name the block, never its value."""
+    from prefect.blocks.system import Secret
+
+    from thresher.export.hub import HubError
+
+    try:
+        value = Secret.load(block_name).get()
+    except ValueError as exc:
+        raise HubError(f"cannot load the Prefect Secret block {block_name!r}: {exc}") from None
+    if not isinstance(value, str) or not value:
+        raise HubError(f"the Prefect Secret block {block_name!r} does not hold a token string")
+    return value
+
+
 @task(name="push-to-hub", task_run_name="push {repo_id}")
 def push_task(export_dir: str, repo_id: str, private: bool, hf_token_secret: str | None, endpoint: str | None,
               revision: str | None) -> str:
     from thresher.export.hub import push_to_hub
 
-    return push_to_hub(export_dir, repo_id, private=private, token_secret=hf_token_secret, endpoint=endpoint,
-                       revision=revision)
+    token = secret_token(hf_token_secret) if hf_token_secret else None
+    return push_to_hub(export_dir, repo_id, private=private, token=token, endpoint=endpoint, revision=revision)
 
 
 @flow(name="thresher-export", log_prints=True)

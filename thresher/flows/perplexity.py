@@ -35,8 +35,8 @@ from thresher.storage.run_dir import RunDir
 
 # scorer name -> (module:class, perplexity column)
 PERPLEXITY_SCORERS: dict[str, tuple[str, str]] = {
-    "kenlm": ("thresher.scorers.kenlm_perplexity:KenLMPerplexityScorer", "kenlm_perplexity"),
-    "lm_perplexity": ("thresher.scorers.lm_perplexity:CausalLMPerplexityScorer", "lm_perplexity"),
+    "kenlm": ("thresher.perplexity.kenlm_scorer:KenLMPerplexityScorer", "kenlm_perplexity"),
+    "lm_perplexity": ("thresher.perplexity.lm_scorer:CausalLMPerplexityScorer", "lm_perplexity"),
 }
 HISTOGRAM_BINS = 20
 QUANTILES = (0.1, 0.3, 0.5, 0.6, 0.9)

@@ -15,7 +15,7 @@ modes can live in one run): `<stem>_score` (float32), `<stem>_raw` (expected mod
 distribution as JSON; generate mode: the reply), `<stem>_parse_error` (null, or a
 `thresher.judges.scoring.ParseError` reason), `<stem>_truncated` (an input field was cut to the
 token budget), `<stem>_mass` (expected mode only), `<stem>_injection` (null, or the kind of
-prompt-injection pattern found in the judged text: `thresher.judges.injection.detect_injection`).
+prompt-injection pattern found in the judged text: `thresher.judges.detect.detect_injection`).
 
 Version = "<code version>.<prompt version>": a new prompt version is a new sidecar directory and a
 new cache key. Judgments are cached in `cache_dir` (the judge flow sets `<run>/judge_cache`) by
@@ -36,7 +36,7 @@ from typing import Any, ClassVar
 import pyarrow as pa
 
 from thresher.judges.cache import JudgmentCache, compute_through_cache, input_hash, judgment_key
-from thresher.judges.injection import detect_injection
+from thresher.judges.detect import detect_injection
 from thresher.judges.scoring import ParseError, expected_score, parse_reply
 from thresher.judges.templates import PromptTemplate, latest_version, load_template
 from thresher.llm import BackendSpec, Capability, LMBackend, get_backend, require

@@ -11,8 +11,8 @@ from thresher.scorers.base import Scorer
 _SCORERS: dict[str, str] = {
     "heuristics": "thresher.scorers.heuristics:HeuristicsScorer",
     "langid": "thresher.scorers.langid:LanguageIdScorer",
-    "kenlm": "thresher.scorers.kenlm_perplexity:KenLMPerplexityScorer",
-    "lm_perplexity": "thresher.scorers.lm_perplexity:CausalLMPerplexityScorer",
+    "kenlm": "thresher.perplexity.kenlm_scorer:KenLMPerplexityScorer",
+    "lm_perplexity": "thresher.perplexity.lm_scorer:CausalLMPerplexityScorer",
     # SLM judges and IFD read more than `text` (their `input_columns`) from the table they name.
     "judge_alpagasus": "thresher.judges.judges:AlpaGasusJudge",
     "judge_ultrafeedback": "thresher.judges.judges:UltraFeedbackJudge",

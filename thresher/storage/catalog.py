@@ -22,7 +22,7 @@ STAGE_TABLE_DIRS = ("dedup", "selections", "dsir", "judge_calibration", "semdedu
 # Stages that add views computed over other views (e.g. percentile bands over a score column)
 # name a provider here: "module:function", called as function(con, existing_view_names) and
 # returning (name, sql, description) triples. They run after every table and score view exists.
-DERIVED_VIEW_PROVIDERS: list[str] = ["thresher.scorers.perplexity_bands:catalog_views",
+DERIVED_VIEW_PROVIDERS: list[str] = ["thresher.perplexity.bands:catalog_views",
                                      "thresher.augment.report:catalog_views"]
 
 

@@ -10,7 +10,7 @@ from collections import Counter
 from collections.abc import Callable
 from pathlib import Path
 
-from thresher.config import IngestConfig, InputSpec
+from thresher.config_base import IngestConfig, InputSpec
 from thresher.schema import DOCUMENT_SCHEMA, INSTRUCTION_SCHEMA, QUARANTINE_SCHEMA
 from thresher.storage.parquet_io import AtomicParquetWriter, read_cache_key, write_json_atomic
 from thresher.storage.readers import Shard, read_shard

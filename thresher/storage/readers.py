@@ -33,7 +33,7 @@ import pyarrow.compute as pc
 import pyarrow.parquet as pq
 import zstandard
 
-from thresher.config import IngestConfig, InputSpec
+from thresher.config_base import IngestConfig, InputSpec
 from thresher.schema import (
     CONVERSATION_TYPE,
     DOCUMENT_SCHEMA,

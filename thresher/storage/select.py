@@ -15,7 +15,7 @@ import duckdb
 import pyarrow as pa
 
 from thresher import __version__
-from thresher.config import SelectionRecipe
+from thresher.config_base import SelectionRecipe
 from thresher.storage.catalog import open_catalog
 from thresher.storage.parquet_io import AtomicParquetWriter, write_json_atomic
 from thresher.storage.run_dir import RunDir

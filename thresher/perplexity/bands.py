@@ -1,7 +1,7 @@
 """Perplexity selection vocabulary as catalog views, computed on the run's own data.
 
 Registered in `thresher.storage.catalog.DERIVED_VIEW_PROVIDERS` as
-`"thresher.scorers.perplexity_bands:catalog_views"`; `build_catalog` calls it after every score
+`"thresher.perplexity.bands:catalog_views"`; `build_catalog` calls it after every score
 view exists. For each perplexity score view present (`score_kenlm` → `kenlm_perplexity`,
 `score_lm_perplexity` → `lm_perplexity`) it adds:
 

@@ -11,8 +11,7 @@ from typing import Annotated
 
 import typer
 
-from thresher.console import console
-from thresher.console import fail as _fail
+from thresher.cli.console import console, fail
 
 RunDirArg = Annotated[Path, typer.Argument(help="a run directory (with catalog.duckdb)", show_default=False)]
 
@@ -32,7 +31,7 @@ def dashboard(
         with read_catalog(run_dir):
             pass
     except CatalogUnavailable as exc:
-        _fail(str(exc))
+        fail(str(exc))
     console.print(f"dashboard of [bold]{run_dir}[/] on [bold]http://{host}:{port}/[/]  (Ctrl-C stops it)",
                   soft_wrap=True, highlight=False)
     serve(run_dir, host=host, port=port)
@@ -51,6 +50,6 @@ def report(
     try:
         path = write_report(run_dir, target)
     except CatalogUnavailable as exc:
-        _fail(str(exc))
+        fail(str(exc))
     size = path.stat().st_size
     console.print(f"report: [bold]{path}[/] ({size / 2**20:.1f} MiB)", soft_wrap=True, highlight=False)

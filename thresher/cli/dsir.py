@@ -9,14 +9,13 @@ Each command runs its Prefect flow (cached, resumable, artifacts) and prints a s
 
 from __future__ import annotations
 
-import os
 from pathlib import Path
 from typing import Annotated
 
 import typer
 
-from thresher.console import console, print_rows
-from thresher.console import fail as _fail
+from thresher.cli.console import console, fail, print_rows
+from thresher.cli.run import LogLevel, prefect_logging, run_flow
 
 app = typer.Typer(
     name="dsir",
@@ -29,7 +28,6 @@ app = typer.Typer(
 RunDirArg = Annotated[Path, typer.Argument(help="an ingested run directory")]
 ConfigOpt = Annotated[Path | None, typer.Option("--config", "-c", help="DSIR config YAML (targets, fit, selection)")]
 FitOpt = Annotated[str | None, typer.Option("--fit", help="fit hash to use; default: the run's newest fit")]
-LogLevel = Annotated[str, typer.Option("--log-level", help="Prefect log level on the console")]
 
 
 
@@ -39,32 +37,13 @@ def _pairs(values: list[str] | None, option: str) -> list[tuple[str, str]]:
     for value in values or []:
         name, sep, rest = value.partition("=")
         if not sep or not name or not rest:
-            _fail(f"{option} takes NAME=VALUE, got {value!r}")
+            fail(f"{option} takes NAME=VALUE, got {value!r}")
         out.append((name.strip(), rest))
     return out
 
 
-_table = print_rows
 
 
-def _run(fn, *args):
-    from pydantic import ValidationError
-
-    from thresher.config import ConfigError
-    from thresher.dsir.fit import FitError
-    from thresher.dsir.resample import SelectionError
-    from thresher.progress import show_progress
-    from thresher.storage.readers import InputError
-
-    try:
-        with show_progress(console):
-            return fn(*args)
-    except (ConfigError, InputError, FitError, SelectionError, FileNotFoundError, ValidationError, ValueError) as exc:
-        _fail(str(exc))
-
-
-def _prefect_logging(level: str) -> None:
-    os.environ.setdefault("PREFECT_LOGGING_LEVEL", level.upper())
 
 
 def _print_fit(fit: dict) -> None:
@@ -74,11 +53,11 @@ def _print_fit(fit: dict) -> None:
     rows += [{"distribution": f"target {name}", "docs": t["docs"], "n-grams": t["features"],
               "whole source": t["exhausted"], "quarantined": t["quarantined_rows"]}
              for name, t in stats["targets"].items()]
-    _table(f"dsir fit {fit['fit_hash']}" + (" (cached)" if fit.get("skipped") else ""), rows)
+    print_rows(f"dsir fit {fit['fit_hash']}" + (" (cached)" if fit.get("skipped") else ""), rows)
 
 
 def _print_weights(weights: dict) -> None:
-    _table(f"dsir weights (fit {weights['fit_hash']})", [
+    print_rows(f"dsir weights (fit {weights['fit_hash']})", [
         {k: weights[k] for k in ("scorer", "shards", "shards_skipped", "rows", "seconds", "rows_per_second")}])
 
 
@@ -90,7 +69,7 @@ def _print_selection(result: dict) -> None:
                      "selected": t["selected"], "KL(t‖raw)": r["kl_target_raw"],
                      "KL(t‖random)": r["kl_target_random"], "KL(t‖selected)": r["kl_target_selected"],
                      "floor": r["kl_floor"]})
-    _table(f"selection {meta['name']} ({meta['method']}, seed {meta['seed']}, fit {meta['fit_hash']})", rows)
+    print_rows(f"selection {meta['name']} ({meta['method']}, seed {meta['seed']}, fit {meta['fit_hash']})", rows)
     console.print(f"written: [bold]selections/{meta['name']}/selected.parquet[/] "
                   f"(catalog view selections_{meta['name']})")
 
@@ -110,34 +89,34 @@ def fit(
     log_level: LogLevel = "WARNING",
 ) -> None:
     """Fit p_raw over RUN_DIR and p_target per target into RUN_DIR/dsir/fits/<fit_hash>.parquet."""
-    _prefect_logging(log_level)
+    prefect_logging(log_level)
     from thresher.config import InputSpec
     from thresher.dsir.config import DsirConfig, DsirTarget, load_dsir_config
     from thresher.flows.dsir import dsir_fit_flow
 
     if config is not None:
         if target or target_sql:
-            _fail("give targets either in --config or with --target/--target-sql, not both")
-        loaded = _run(load_dsir_config, config)
+            fail("give targets either in --config or with --target/--target-sql, not both")
+        loaded = run_flow(load_dsir_config, config)
     else:
         targets = [DsirTarget(name=n, inputs=[InputSpec(paths=p.split(","))]) for n, p in _pairs(target, "--target")]
         targets += [DsirTarget(name=n, sql=q) for n, q in _pairs(target_sql, "--target-sql")]
         if not targets:
-            _fail("no target: give --target NAME=PATH, --target-sql NAME=QUERY or --config")
+            fail("no target: give --target NAME=PATH, --target-sql NAME=QUERY or --config")
         budget: int | str = int(tokens_to_fit) if tokens_to_fit.isdigit() else tokens_to_fit
-        loaded = _run(lambda: DsirConfig(targets=targets, ngrams=ngrams, num_buckets=buckets,
+        loaded = run_flow(lambda: DsirConfig(targets=targets, ngrams=ngrams, num_buckets=buckets,
                                          num_tokens_to_fit=budget, laplace=laplace))
-    result = _run(dsir_fit_flow, str(run_dir), loaded)
+    result = run_flow(dsir_fit_flow, str(run_dir), loaded)
     _print_fit(result["fit"])
 
 
 @app.command()
 def weight(run_dir: RunDirArg, fit_hash: FitOpt = None, log_level: LogLevel = "WARNING") -> None:
     """Write every shard's log importance weights into RUN_DIR/scores/dsir@<version>/."""
-    _prefect_logging(log_level)
+    prefect_logging(log_level)
     from thresher.flows.dsir import dsir_weight_flow
 
-    _print_weights(_run(dsir_weight_flow, str(run_dir), fit_hash)["weights"])
+    _print_weights(run_flow(dsir_weight_flow, str(run_dir), fit_hash)["weights"])
 
 
 @app.command()
@@ -157,19 +136,19 @@ def select(
     log_level: LogLevel = "WARNING",
 ) -> None:
     """Select documents of RUN_DIR by DSIR weight into selections/<name>/ and report KL divergences."""
-    _prefect_logging(log_level)
+    prefect_logging(log_level)
     from thresher.dsir.config import DsirSelection, load_dsir_config
     from thresher.flows.dsir import dsir_select_flow
 
     if config is not None:
-        selection = _run(load_dsir_config, config).selection
+        selection = run_flow(load_dsir_config, config).selection
         if selection is None:
-            _fail(f"{config} has no `selection` section")
+            fail(f"{config} has no `selection` section")
     else:
         if name is None or k is None:
-            _fail("give --name and -k (or --config with a `selection` section)")
+            fail("give --name and -k (or --config with a `selection` section)")
         shares = {t: float(p) for t, p in _pairs(proportion, "--proportion")} or None
-        selection = _run(lambda: DsirSelection(
+        selection = run_flow(lambda: DsirSelection(
             name=name, k=k, method=method, seed=seed, where=where, candidates_sql=candidates,
             min_example_length=min_length, proportions=shares))
-    _print_selection(_run(dsir_select_flow, str(run_dir), selection, fit_hash))
+    _print_selection(run_flow(dsir_select_flow, str(run_dir), selection, fit_hash))

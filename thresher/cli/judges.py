@@ -3,13 +3,13 @@
 from __future__ import annotations
 
 import json
-import os
 from pathlib import Path
 from typing import Annotated
 
 import typer
 
-from thresher.console import console, fail, parse_key_values, print_rows
+from thresher.cli.console import console, fail, parse_key_values, print_rows
+from thresher.cli.run import LogLevel, prefect_logging, run_flow
 
 app = typer.Typer(
     name="judge",
@@ -30,7 +30,6 @@ BaseUrlOpt = Annotated[str | None, typer.Option("--base-url", help="OpenAI-compa
 ConcurrencyOpt = Annotated[int | None, typer.Option("--concurrency", help="HTTP requests in flight")]
 OptionOpt = Annotated[list[str] | None, typer.Option("--option", "-o", help="judge parameter KEY=VALUE (JSON "
                                                      "values allowed), e.g. -o max_input_tokens=256; repeatable")]
-LogLevel = Annotated[str, typer.Option("--log-level", help="Prefect log level on the console")]
 
 
 def _params(mode, model, backend, base_url, concurrency, options) -> dict:
@@ -49,17 +48,6 @@ def _params(mode, model, backend, base_url, concurrency, options) -> dict:
     return params
 
 
-def _run(fn, *args, **kwargs):
-    from thresher.progress import show_progress
-
-    try:
-        with show_progress(console):
-            return fn(*args, **kwargs)
-    except (FileNotFoundError, ValueError) as exc:
-        fail(str(exc))
-    except RuntimeError as exc:  # LMError and friends: a backend that failed, said clearly
-        fail(f"{type(exc).__name__}: {exc}")
-
 
 @app.command()
 def run(
@@ -75,15 +63,15 @@ def run(
 ) -> None:
     """Judge every shard of RUN_DIR's instructions (or documents, for judge_edu) into
     scores/<judge>@<version>/; judgments are cached in RUN_DIR/judge_cache/."""
-    os.environ.setdefault("PREFECT_LOGGING_LEVEL", log_level.upper())
+    prefect_logging(log_level)
     from thresher.config import ScorerSpec
-    from thresher.flows.judge import judge_flow
+    from thresher.flows.judges import judge_flow
 
     params = _params(mode, model, backend, base_url, concurrency, option)
     names = judge or ["judge_alpagasus"]
     specs = [ScorerSpec(name=n, params={k: v for k, v in params.items() if not (n == "ifd" and k == "mode")})
              for n in names]
-    result = _run(judge_flow, str(run_dir), specs)
+    result = run_flow(judge_flow, str(run_dir), specs)
     print_rows("judges", result["judges"])
 
 
@@ -111,15 +99,15 @@ def calibrate(
 ) -> None:
     """Compare a judge's scores with reference labels on a sample: Spearman, AUC, confusion matrix,
     written to RUN_DIR/judge_calibration/{metrics,confusion,rows}/<name>.parquet and an artifact."""
-    os.environ.setdefault("PREFECT_LOGGING_LEVEL", log_level.upper())
+    prefect_logging(log_level)
     from thresher.config import ScorerSpec
-    from thresher.flows.judge import calibrate_flow
+    from thresher.flows.judges import calibrate_flow
 
     if (labels is None) == (degraded is None):
         fail("give --labels FILE or --degraded N")
     params = _params(mode, model, backend, base_url, concurrency, option)
     calibration = name or (f"{judge}-{'degraded' if degraded else Path(str(labels)).stem}")
-    result = _run(calibrate_flow, str(run_dir), ScorerSpec(name=judge, params=params), calibration,
+    result = run_flow(calibrate_flow, str(run_dir), ScorerSpec(name=judge, params=params), calibration,
                   str(labels) if labels else None, label_column, degraded, sample, seed, positive_threshold)
     c = result["calibration"]
     print_rows(f"calibration {c.calibration}", [{
@@ -161,7 +149,7 @@ def injection(
     usable = [{f: (r.get(f) or "") for f in fields} for r in records
               if all(isinstance(r.get(f, ""), str) for f in fields)]
     rows = random.Random(seed).sample(usable, min(n, len(usable)))
-    results = _run(measure_injection, built, rows, min_gain=min_gain)
+    results = run_flow(measure_injection, built, rows, min_gain=min_gain)
     console.print(format_results(results))
 
 

@@ -1,6 +1,6 @@
 """CLI commands of the perplexity stage, as typer command functions.
 
-Registered on the main app in `thresher/cli.py`:
+Registered on the main app in `thresher/cli/__init__.py`:
 
     app.command("perplexity")(perplexity_commands.perplexity)
     app.command("train-kenlm")(perplexity_commands.train_kenlm)
@@ -12,15 +12,14 @@ line) or anything `thresher ingest` reads (C4 json.gz, JSONL, Parquet, Alpaca, S
 
 from __future__ import annotations
 
-import os
 import time
 from pathlib import Path
 from typing import Annotated
 
 import typer
 
-from thresher.console import console, print_rows
-from thresher.console import fail as _fail
+from thresher.cli.console import console, fail, print_rows
+from thresher.cli.run import LogLevel, prefect_logging, run_flow, user_errors
 
 InputsArg = Annotated[
     list[str],
@@ -33,13 +32,6 @@ TextFieldOpt = Annotated[str | None, typer.Option(help="text column for jsonl/pa
 
 
 
-
-def _errors() -> tuple[type[BaseException], ...]:
-    from thresher.config import ConfigError
-    from thresher.storage.readers import InputError
-    from thresher.train.kenlm import KenLMTrainingError
-
-    return (ConfigError, InputError, KenLMTrainingError, FileNotFoundError, ValueError)
 
 
 def _table(title: str, rows: list[dict]) -> None:
@@ -66,17 +58,16 @@ def perplexity(
     dtype: Annotated[str, typer.Option(help="LM: auto (bf16 on CUDA, fp32 on CPU)|float32|bfloat16|float16")] = "auto",
     trust_remote_code: Annotated[bool, typer.Option(help="LM: allow the model's own Python code to run")] = False,
     allow_download: Annotated[bool, typer.Option(help="LM: allow downloading from the Hugging Face Hub")] = False,
-    log_level: Annotated[str, typer.Option("--log-level", help="Prefect log level on the console")] = "WARNING",
+    log_level: LogLevel = "WARNING",
 ) -> None:
     """Score every shard of RUN_DIR with KenLM (CCNet-style) and/or a causal LM's perplexity.
 
     Writes scores/kenlm@<v>/ and scores/lm_perplexity@<v>/ sidecar tables, rebuilds the catalog and
     prints each scorer's perplexity percentiles (CCNet bands: head < P30 <= middle < P60 <= tail).
     """
-    os.environ.setdefault("PREFECT_LOGGING_LEVEL", log_level.upper())
+    prefect_logging(log_level)
     from thresher.config import ScorerSpec
     from thresher.flows.perplexity import perplexity_flow
-    from thresher.progress import show_progress
 
     specs = []
     if kenlm_model is not None:
@@ -85,7 +76,7 @@ def perplexity(
             params["sentencepiece_model"] = str(sentencepiece_model)
         specs.append(ScorerSpec(name="kenlm", params=params))
     elif sentencepiece_model is not None:
-        _fail("--sentencepiece-model needs --kenlm-model")
+        fail("--sentencepiece-model needs --kenlm-model")
     if lm_model is not None:
         specs.append(ScorerSpec(name="lm_perplexity", params={
             "model": lm_model, "max_tokens": max_tokens or None, "max_length": max_length, "stride": stride,
@@ -93,12 +84,8 @@ def perplexity(
             "trust_remote_code": trust_remote_code, "allow_download": allow_download,
         }))
     if not specs:
-        _fail("give --kenlm-model and/or --lm-model (see --help)")
-    try:
-        with show_progress(console):
-            result = perplexity_flow(str(run_dir), specs)
-    except _errors() as exc:
-        _fail(str(exc))
+        fail("give --kenlm-model and/or --lm-model (see --help)")
+    result = run_flow(perplexity_flow, str(run_dir), specs)
     _table("perplexity", result["scorers"])
     _table("distribution", [
         {"scorer": d["scorer"], "scored": d["scored"], "null": d["null"], **d["quantiles"]}
@@ -127,7 +114,7 @@ def train_kenlm(
     """
     import json
 
-    from thresher.train.kenlm import train_kenlm as train
+    from thresher.perplexity.train_kenlm import train_kenlm as train
 
     started = time.perf_counter()
     try:
@@ -135,8 +122,8 @@ def train_kenlm(
             model = train([Path(i) for i in inputs], out, order=order, normalise=normalise,
                           sentencepiece_model=sentencepiece_model, backend=backend, binary=binary,
                           memory=memory, format=format, text_field=text_field)
-    except _errors() as exc:
-        _fail(str(exc))
+    except user_errors() as exc:
+        fail(str(exc))
     meta = json.loads((Path(out) / "kenlm_train.json").read_text(encoding="utf-8"))
     _table("KenLM model", [{
         "backend": meta["backend"], "order": meta["order"], "documents": meta["corpus"]["documents"],
@@ -173,7 +160,7 @@ def train_proxy(
     """
     from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 
-    from thresher.train.proxy import train_proxy as train
+    from thresher.perplexity.train_proxy import train_proxy as train
 
     started = time.perf_counter()
     progress = Progress(TextColumn("[bold]training proxy LM"), BarColumn(), MofNCompleteColumn(),
@@ -186,8 +173,8 @@ def train_proxy(
                          learning_rate=learning_rate, seed=seed, threads=threads, format=format,
                          text_field=text_field,
                          progress=lambda step, loss: progress.update(task, completed=step, loss=f"{loss:.3f}"))
-    except _errors() as exc:
-        _fail(str(exc))
+    except user_errors() as exc:
+        fail(str(exc))
     import json
 
     meta = json.loads((path / "thresher_proxy.json").read_text(encoding="utf-8"))

@@ -107,7 +107,7 @@ def reference_texts(
     stats: CorpusStats | None = None,
 ) -> Iterator[str]:
     """The document texts of `inputs` (files, globs, directories), in input order."""
-    from thresher.config import IngestConfig, InputSpec
+    from thresher.config_base import IngestConfig, InputSpec
     from thresher.storage.readers import discover_shards, read_shard
 
     stats = stats if stats is not None else CorpusStats()

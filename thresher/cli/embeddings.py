@@ -12,13 +12,13 @@ command runs its Prefect flow (cached, resumable, artifacts) and prints a summar
 
 from __future__ import annotations
 
-import os
 from pathlib import Path
 from typing import Annotated
 
 import typer
 
-from thresher.console import console, fail, print_rows
+from thresher.cli.console import console, print_rows
+from thresher.cli.run import LogLevel, prefect_logging, run_flow
 
 app = typer.Typer(
     name="embeddings",
@@ -31,28 +31,8 @@ app = typer.Typer(
 RunDirArg = Annotated[Path, typer.Argument(help="an ingested run directory")]
 TableOpt = Annotated[str | None, typer.Option("--table", help="documents or instructions (default: every one)")]
 SeedOpt = Annotated[int | None, typer.Option("--seed", help="seed; default: the run's seed")]
-LogLevel = Annotated[str, typer.Option("--log-level", help="Prefect log level on the console")]
 
 
-def _run(fn, *args, **kwargs):
-    from pydantic import ValidationError
-
-    from thresher.config import ConfigError
-    from thresher.embeddings.distill import DistillError
-    from thresher.embeddings.diversity import DiversityError
-    from thresher.embeddings.models import EmbeddingModelError
-    from thresher.progress import show_progress
-
-    try:
-        with show_progress(console):
-            return fn(*args, **kwargs)
-    except (ConfigError, DistillError, DiversityError, EmbeddingModelError, FileNotFoundError, ValidationError,
-            ValueError) as exc:
-        fail(str(exc))
-
-
-def _prefect_logging(level: str) -> None:
-    os.environ.setdefault("PREFECT_LOGGING_LEVEL", level.upper())
 
 
 def _print_embed(summary: dict) -> None:
@@ -109,14 +89,14 @@ def embed(
     log_level: LogLevel = "WARNING",
 ) -> None:
     """Embed every row of RUN_DIR into scores/embed@1/ (L2-normalised float32 vectors)."""
-    _prefect_logging(log_level)
+    prefect_logging(log_level)
     from thresher.embeddings.config import EmbedConfig
-    from thresher.flows.embed import embed_flow
+    from thresher.flows.embeddings import embed_flow
 
-    config = _run(lambda: EmbedConfig(model=model, backend=backend, onnx_file=onnx_file, device=device,
+    config = run_flow(lambda: EmbedConfig(model=model, backend=backend, onnx_file=onnx_file, device=device,
                                       max_seq_length=max_seq_length, batch_size=batch_size, text_column=text_column,
                                       tag=tag, table=table, threads=threads))
-    _print_embed(_run(embed_flow, str(run_dir), config)["embed"])
+    _print_embed(run_flow(embed_flow, str(run_dir), config)["embed"])
 
 
 @app.command()
@@ -131,13 +111,13 @@ def semdedup(
     log_level: LogLevel = "WARNING",
 ) -> None:
     """Mark semantic duplicates (scores/semdedup@1/: semdedup_is_duplicate, semdedup_group, ...)."""
-    _prefect_logging(log_level)
+    prefect_logging(log_level)
     from thresher.embeddings.config import SemDedupConfig
-    from thresher.flows.embed import semdedup_flow
+    from thresher.flows.embeddings import semdedup_flow
 
-    config = _run(lambda: SemDedupConfig(threshold=threshold, clusters=clusters, survivor=survivor,
+    config = run_flow(lambda: SemDedupConfig(threshold=threshold, clusters=clusters, survivor=survivor,
                                          survivor_column=survivor_column, table=table, seed=seed))
-    _print_semdedup(_run(semdedup_flow, str(run_dir), config)["semdedup"])
+    _print_semdedup(run_flow(semdedup_flow, str(run_dir), config)["semdedup"])
 
 
 @app.command()
@@ -155,13 +135,13 @@ def diversity(
     log_level: LogLevel = "WARNING",
 ) -> None:
     """Select diverse rows into selections/<name>/ and report their similarity vs a random sample."""
-    _prefect_logging(log_level)
+    prefect_logging(log_level)
     from thresher.embeddings.config import DiversitySelection
-    from thresher.flows.embed import diversity_flow
+    from thresher.flows.embeddings import diversity_flow
 
-    selection = _run(lambda: DiversitySelection(name=name, method=method, k=k, score_sql=score, where=where,
+    selection = run_flow(lambda: DiversitySelection(name=name, method=method, k=k, score_sql=score, where=where,
                                                 threshold=threshold, index=index, table=table, seed=seed))
-    _print_diversity(_run(diversity_flow, str(run_dir), [selection])["diversity"])
+    _print_diversity(run_flow(diversity_flow, str(run_dir), [selection])["diversity"])
 
 
 @app.command()
@@ -180,14 +160,14 @@ def distill(
     log_level: LogLevel = "WARNING",
 ) -> None:
     """Fit a regression head on the embeddings that predicts TARGET; report held-out agreement."""
-    _prefect_logging(log_level)
+    prefect_logging(log_level)
     from thresher.embeddings.config import DistillConfig
-    from thresher.flows.embed import distill_flow
+    from thresher.flows.embeddings import distill_flow
 
-    config = _run(lambda: DistillConfig(target=target, name=name, table=table, where=where, sample=sample,
+    config = run_flow(lambda: DistillConfig(target=target, name=name, table=table, where=where, sample=sample,
                                         holdout_fraction=holdout, positive_threshold=positive_threshold,
                                         score_all=score_all, seed=seed))
-    _print_distill(_run(distill_flow, str(run_dir), [config])["distill"])
+    _print_distill(run_flow(distill_flow, str(run_dir), [config])["distill"])
 
 
 @app.command("run")
@@ -197,12 +177,12 @@ def run_all(
     log_level: LogLevel = "WARNING",
 ) -> None:
     """Embed, then semantic dedup, distillation and diversity selections as the config says."""
-    _prefect_logging(log_level)
+    prefect_logging(log_level)
     from thresher.embeddings.config import load_embeddings_config
-    from thresher.flows.embed import embeddings_flow
+    from thresher.flows.embeddings import embeddings_flow
 
-    loaded = _run(load_embeddings_config, config)
-    result = _run(embeddings_flow, str(run_dir), loaded)
+    loaded = run_flow(load_embeddings_config, config)
+    result = run_flow(embeddings_flow, str(run_dir), loaded)
     _print_embed(result["embed"])
     if "semdedup" in result:
         _print_semdedup(result["semdedup"])

@@ -28,7 +28,7 @@ import time
 from collections.abc import Callable, Iterable
 from pathlib import Path
 
-from thresher.train.corpus import CorpusStats, texts_from
+from thresher.perplexity.reference_corpus import CorpusStats, texts_from
 
 __all__ = ["train_proxy"]
 
@@ -85,7 +85,7 @@ def train_proxy(
     """Train a GPT-2-style proxy LM + BPE tokenizer on reference text; returns `out_dir`.
 
     texts_or_files: `str` items are document texts, `os.PathLike` items are files, globs or
-    directories (see `thresher.train.corpus`). The result is deterministic for a given seed,
+    directories (see `thresher.perplexity.reference_corpus`). The result is deterministic for a given seed,
     corpus and thread count. `progress(step, loss)` is called after every step (for a UI).
     """
     import numpy as np

@@ -7,6 +7,8 @@ from typing import Annotated
 
 import typer
 
+from thresher.cli.console import console, fail, print_rows
+from thresher.cli.run import LogLevel, prefect_logging, run_flow
 from thresher.export.dataset import DEFAULT_MAX_SHARD_BYTES
 
 
@@ -30,17 +32,15 @@ def export(
     max_shard_mb: Annotated[int, typer.Option(help="target Parquet shard size in MB")] = (
         DEFAULT_MAX_SHARD_BYTES // 10**6),
     shard_rows: Annotated[int | None, typer.Option(help="at most this many rows per shard")] = None,
-    log_level: Annotated[str, typer.Option("--log-level", help="Prefect log level on the console")] = "WARNING",
+    log_level: LogLevel = "WARNING",
 ) -> None:
     """Export SELECTION of RUN_DIR as a Hugging Face dataset (Parquet shards + dataset card);
     with --push, upload it to the Hub. The token is never printed or logged."""
-    from thresher import cli
-
-    cli._prefect_logging(log_level)
+    prefect_logging(log_level)
     if max_shard_mb <= 0 or (shard_rows is not None and shard_rows <= 0):
-        cli._fail("--max-shard-mb and --shard-rows must be positive")
+        fail("--max-shard-mb and --shard-rows must be positive")
     if public and not push:
-        cli._fail("--public only applies with --push")
+        fail("--public only applies with --push")
     hub_errors: tuple[type[Exception], ...] = ()
     if push:
         from huggingface_hub.errors import HfHubHTTPError
@@ -55,12 +55,12 @@ def export(
                            endpoint=endpoint, revision=revision)
 
     try:
-        result = cli._run_flow(run)
+        result = run_flow(run)
     except hub_errors as exc:  # the message holds the URL and the Hub's answer, never the token
-        cli._fail(f"the Hub refused the upload: {exc}")
+        fail(f"the Hub refused the upload: {exc}")
     row = {"rows": result["rows"], "shards": result["shards"], "size (MB)": round(result["bytes"] / 1e6, 1)}
-    cli._print_rows("export", [row])
-    cli.console.print(f"export directory: [bold]{result['export_dir']}[/]", soft_wrap=True)
+    print_rows("export", [row])
+    console.print(f"export directory: [bold]{result['export_dir']}[/]", soft_wrap=True)
     if result["repo_url"]:
         visibility = "private" if result["private"] else "public"
-        cli.console.print(f"pushed to: [bold]{result['repo_url']}[/] ({visibility})", soft_wrap=True)
+        console.print(f"pushed to: [bold]{result['repo_url']}[/] ({visibility})", soft_wrap=True)

@@ -122,14 +122,14 @@ TEST_PROXY = dict(steps=400, vocab_size=1024, n_layer=2, n_head=4, n_embd=64, bl
 
 @functools.cache
 def trained_proxy(shared_data: Path, root: Path) -> Path:
-    from thresher.train.proxy import train_proxy
+    from thresher.perplexity.train_proxy import train_proxy
 
     return train_proxy(training_articles(shared_data), root / "proxy", **TEST_PROXY)
 
 
 @functools.cache
 def trained_kenlm(shared_data: Path, root: Path, backend: str = "auto", order: int = 5) -> Path:
-    from thresher.train.kenlm import train_kenlm
+    from thresher.perplexity.train_kenlm import train_kenlm
 
     return train_kenlm(training_articles(shared_data), root / f"kenlm-{backend}-{order}", order=order,
                        backend=backend)

@@ -5,7 +5,7 @@ import random
 import duckdb
 import pytest
 
-from thresher.scorers.perplexity_bands import catalog_views
+from thresher.perplexity.bands import catalog_views
 
 
 def make_views(con, existing):
@@ -109,7 +109,7 @@ def test_flow_scores_a_run_publishes_histograms_and_bands_join_documents(shared_
     for shard in discover_shards(spec):
         ingest_shard(run, shard, spec, IngestConfig())
     monkeypatch.setattr(catalog, "DERIVED_VIEW_PROVIDERS",
-                        ["thresher.scorers.perplexity_bands:catalog_views"])
+                        ["thresher.perplexity.bands:catalog_views"])
     result = perplexity_flow(str(run.root), [ScorerSpec(name="kenlm", params={"model": str(model)})])
     (summary,) = result["scorers"]
     assert summary["scorer"] == "kenlm@1" and summary["rows"] == 200

@@ -10,8 +10,8 @@ import pyarrow as pa
 import pytest
 
 from tests.scorers import perplexity_data as pdata
+from thresher.perplexity.lm_scorer import CausalLMPerplexityScorer, _pick_dtype, sliding_windows
 from thresher.scorers.base import Scorer, check_output
-from thresher.scorers.lm_perplexity import CausalLMPerplexityScorer, _pick_dtype, sliding_windows
 
 torch = pytest.importorskip("torch")
 
@@ -38,7 +38,7 @@ def _one_torch_thread():
 @pytest.fixture(scope="session")
 def tiny_lm(tmp_path_factory):
     """A randomly initialised 1-layer GPT-2 with a BPE tokenizer: for the mechanics, not quality."""
-    from thresher.train.proxy import train_proxy
+    from thresher.perplexity.train_proxy import train_proxy
 
     return train_proxy(SENTENCES * 20, tmp_path_factory.mktemp("tiny-lm"), steps=2, vocab_size=600, n_layer=1,
                        n_head=2, n_embd=32, block_size=128, batch_size=2, seed=0, threads=1)

@@ -1,4 +1,4 @@
-"""The perplexity stage's CLI commands, mounted on a typer app as thresher/cli.py mounts them."""
+"""The perplexity stage's CLI commands, mounted on a typer app as thresher/cli/__init__.py mounts them."""
 
 from __future__ import annotations
 

@@ -11,9 +11,9 @@ import pyarrow as pa
 import pytest
 
 from tests.scorers import perplexity_data as pdata
+from thresher.perplexity.ccnet_normalize import normalize_line
+from thresher.perplexity.kenlm_scorer import KenLMPerplexityScorer, load_kenlm_model
 from thresher.scorers.base import Scorer, check_output, scorer_params_hash
-from thresher.scorers.ccnet_normalize import normalize_line
-from thresher.scorers.kenlm_perplexity import KenLMPerplexityScorer, load_kenlm_model
 
 # A bigram model small enough to score by hand (log10 probabilities and back-off weights).
 TOY_ARPA = """\\data\\
@@ -173,7 +173,7 @@ def test_changed_model_file_changes_cache_key_and_scores(toy_model, tmp_path):
 
 def test_sentencepiece_pieces_are_the_words(shared_data, tmp_path):
     sentencepiece = pytest.importorskip("sentencepiece")
-    from thresher.train.kenlm import train_kenlm
+    from thresher.perplexity.train_kenlm import train_kenlm
 
     train = pdata.wikitext_documents(shared_data)[:400]  # short lines: SentencePiece skips lines > 4 kB
     corpus = tmp_path / "sp.txt"
@@ -218,8 +218,8 @@ def test_ranks_clean_text_below_corrupted_text(shared_data, wiki_kenlm, record_p
 
 @pytest.mark.parametrize("normalised", [True, False])
 def test_fast_line_and_word_counting_equals_str_split(shared_data, normalised):
-    from thresher.scorers.ccnet_normalize import normalize_document
-    from thresher.scorers.kenlm_perplexity import _lines_and_words
+    from thresher.perplexity.ccnet_normalize import normalize_document
+    from thresher.perplexity.kenlm_scorer import _lines_and_words
 
     texts = [json.loads(line)["text"] for line in (shared_data / "c4_sample.jsonl").open(encoding="utf-8")]
     texts += pdata.evaluation_paragraphs(shared_data, count=20) + [

@@ -32,8 +32,8 @@ import time
 from collections.abc import Iterable
 from pathlib import Path
 
-from thresher.scorers.ccnet_normalize import normalize_document
-from thresher.train.corpus import CorpusStats, texts_from
+from thresher.perplexity.ccnet_normalize import normalize_document
+from thresher.perplexity.reference_corpus import CorpusStats, texts_from
 
 __all__ = ["find_kenlm_tool", "train_kenlm", "KenLMTrainingError"]
 
@@ -169,7 +169,7 @@ def train_kenlm(
     """Train an order-`order` KenLM model on reference text; returns the model file.
 
     texts_or_files: `str` items are document texts, `os.PathLike` items are files, globs or
-    directories (see `thresher.train.corpus`). `backend`: "auto" (lmplz when found, else
+    directories (see `thresher.perplexity.reference_corpus`). `backend`: "auto" (lmplz when found, else
     kaldingram), "lmplz" or "kaldingram". `binary`: also build `model.binary` with build_binary
     (returned when built; the ARPA stays beside it). `memory`: lmplz's -S (share of RAM or size).
     Returns `<out_dir>/model.binary` or `<out_dir>/model.arpa`.

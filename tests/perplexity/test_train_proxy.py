@@ -6,7 +6,7 @@ import pytest
 
 from tests.scorers import perplexity_data as pdata
 from tests.scorers.test_lm_perplexity import SENTENCES
-from thresher.train.proxy import train_proxy
+from thresher.perplexity.train_proxy import train_proxy
 
 torch = pytest.importorskip("torch")
 TINY = dict(steps=4, vocab_size=400, n_layer=1, n_head=2, n_embd=32, block_size=32, batch_size=4, threads=1)

@@ -2,13 +2,13 @@
 
 from __future__ import annotations
 
-import os
 from pathlib import Path
 from typing import Annotated
 
 import typer
 
-from thresher.console import console, fail, parse_key_values, print_rows
+from thresher.cli.console import console, fail, parse_key_values, print_rows
+from thresher.cli.run import LogLevel, prefect_logging, run_flow
 
 app = typer.Typer(
     name="augment",
@@ -18,20 +18,7 @@ app = typer.Typer(
     add_completion=False,
 )
 
-LogLevel = Annotated[str, typer.Option("--log-level", help="Prefect log level on the console")]
 
-
-def _run(fn, *args, **kwargs):
-    from thresher.config_base import ConfigError
-    from thresher.progress import show_progress
-
-    try:
-        with show_progress(console):
-            return fn(*args, **kwargs)
-    except (ConfigError, FileNotFoundError, ValueError) as exc:
-        fail(str(exc))
-    except RuntimeError as exc:  # LMError and friends: a backend that failed, said clearly
-        fail(f"{type(exc).__name__}: {exc}")
 
 
 def build_config(config_file: Path | None, overrides: dict):
@@ -41,7 +28,7 @@ def build_config(config_file: Path | None, overrides: dict):
     from thresher.augment.config import AugmentConfig
     from thresher.config_base import load_yaml_model
 
-    base = _run(load_yaml_model, config_file, AugmentConfig) if config_file else AugmentConfig()
+    base = run_flow(load_yaml_model, config_file, AugmentConfig) if config_file else AugmentConfig()
     merged = base.model_dump()
     for key, value in overrides.items():
         if value is None:
@@ -108,7 +95,7 @@ def run(
 ) -> None:
     """Evolve SOURCE_RUN's instructions into an augmented run: every attempt with its lineage and
     elimination reason in augment/attempts/, the surviving pairs in instructions/."""
-    os.environ.setdefault("PREFECT_LOGGING_LEVEL", log_level.upper())
+    prefect_logging(log_level)
     from thresher.storage.run_dir import RunDir
 
     if not RunDir(source_run).exists():
@@ -134,14 +121,14 @@ def run(
         from thresher.dedup.config import DedupConfig
         from thresher.flows.augment import augment_loop_flow
 
-        recipes = [_run(load_selection_recipe, p) for p in select or []]
+        recipes = [run_flow(load_selection_recipe, p) for p in select or []]
         specs = [ScorerSpec(name=j, params={"backend_options": options} if options and j != "ifd" else {})
                  for j in judge or []]
-        result = _run(augment_loop_flow, str(source_run), cfg, specs, DedupConfig() if dedup else None, recipes)
+        result = run_flow(augment_loop_flow, str(source_run), cfg, specs, DedupConfig() if dedup else None, recipes)
     else:
         from thresher.flows.augment import augment_flow
 
-        result = _run(augment_flow, str(source_run), cfg)
+        result = run_flow(augment_flow, str(source_run), cfg)
     _print_summary(result)
 
 
@@ -170,7 +157,7 @@ def lineage(
     from thresher.augment.report import lineage_chain
     from thresher.storage.run_dir import RunDir
 
-    chain = _run(lineage_chain, RunDir(run_dir), doc_id)
+    chain = run_flow(lineage_chain, RunDir(run_dir), doc_id)
     print_rows(f"lineage of {doc_id}", chain)
 
 

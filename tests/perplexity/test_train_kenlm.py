@@ -11,9 +11,9 @@ import pyarrow as pa
 import pytest
 
 from tests.scorers import perplexity_data as pdata
-from thresher.scorers.kenlm_perplexity import KenLMPerplexityScorer, load_kenlm_model
-from thresher.train import kenlm as kenlm_training
-from thresher.train.kenlm import KenLMTrainingError, find_kenlm_tool, train_kenlm
+from thresher.perplexity import kenlm as kenlm_training
+from thresher.perplexity.kenlm_scorer import KenLMPerplexityScorer, load_kenlm_model
+from thresher.perplexity.train_kenlm import KenLMTrainingError, find_kenlm_tool, train_kenlm
 
 needs_lmplz = pytest.mark.skipif(
     find_kenlm_tool("lmplz") is None, reason="lmplz not built: run scripts/build_kenlm_tools.sh"
@@ -78,7 +78,7 @@ def test_kaldingram_arpa_gets_an_unk_entry_kenlm_uses(tmp_path):
 
 def test_auto_falls_back_to_kaldingram_and_says_so(tmp_path, monkeypatch, caplog):
     monkeypatch.setattr(kenlm_training, "find_kenlm_tool", lambda name: None)
-    with caplog.at_level(logging.INFO, logger="thresher.train.kenlm"):
+    with caplog.at_level(logging.INFO, logger="thresher.perplexity.train_kenlm"):
         model = train_kenlm(["one two three", "two three four"], tmp_path / "m", order=2)
     assert model.name == "model.arpa"  # no build_binary either
     assert json.loads((tmp_path / "m" / "kenlm_train.json").read_text())["backend"] == "kaldingram"

@@ -9,7 +9,7 @@ Per document (CCNet's `DocLM` with normalisation on; DESIGN.md section 7):
     perplexity = 10 ** (-log10_prob / (words + lines))        (the +1 per line is its </s>)
 
 Columns (float64 raw values, never rounded or bucketed; bands and percentiles are catalog views,
-see `thresher.scorers.perplexity_bands`):
+see `thresher.perplexity.bands`):
 
 - `kenlm_perplexity`: the perplexity above; null when the text is null or no line was scored
   (a blank document);
@@ -42,7 +42,7 @@ from typing import TYPE_CHECKING, Any, ClassVar
 
 import pyarrow as pa
 
-from thresher.scorers.ccnet_normalize import normalize_document
+from thresher.perplexity.ccnet_normalize import normalize_document
 
 if TYPE_CHECKING:
     import kenlm

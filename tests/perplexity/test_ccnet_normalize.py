@@ -6,7 +6,7 @@ import zipfile
 
 import pytest
 
-from thresher.scorers.ccnet_normalize import (
+from thresher.perplexity.ccnet_normalize import (
     UNICODE_PUNCT,
     normalize_document,
     normalize_line,

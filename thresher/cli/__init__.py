@@ -1,0 +1,51 @@
+"""The `thresher` command line: this module only mounts the commands of `thresher/cli/<stage>.py`.
+
+Every command module imports its stage lazily inside the command, so `thresher --help` loads
+neither Prefect nor a model."""
+
+from __future__ import annotations
+
+import sys
+
+import typer
+
+from thresher.cli import (
+    augment,
+    curate,
+    dashboards,
+    dedup,
+    dsir,
+    embeddings,
+    export,
+    ingest,
+    judges,
+    perplexity,
+    score,
+    select,
+    serve,
+    sql,
+)
+
+app = typer.Typer(
+    name="thresher",
+    help="Curate LLM training data: stream corpora into a run directory, score every document, "
+    "query the scores with DuckDB.",
+    no_args_is_help=True,
+    add_completion=False,
+)
+
+for command in (ingest.ingest, score.score, curate.curate, dedup.dedup, select.select, sql.sql, serve.serve,
+                score.scorers, curate.demo, export.export, perplexity.perplexity, dashboards.dashboard,
+                dashboards.report):
+    app.command()(command)
+app.command("train-kenlm")(perplexity.train_kenlm)
+app.command("train-proxy")(perplexity.train_proxy)
+app.add_typer(dsir.app, name="dsir", help="DSIR importance resampling: fit, weight, select.")
+app.add_typer(judges.app, name="judge", help="SLM judges and IFD: run, calibrate, measure prompt injection.")
+app.add_typer(embeddings.app, name="embeddings",
+              help="Sentence embeddings: semantic dedup, diversity selection, judge distillation.")
+app.add_typer(augment.app, name="augment", help="Evol-Instruct augmentation: evolve, eliminate, answer, re-judge.")
+
+
+def main() -> None:  # pragma: no cover - console entry point
+    sys.exit(app())

@@ -1,0 +1,90 @@
+"""The summary tables commands print after a stage: one printer per stage result, shared by the
+stage's own command and by `curate`/`demo`."""
+
+from __future__ import annotations
+
+from thresher.cli.console import print_rows
+
+
+def print_ingest(result: dict) -> None:
+    print_rows("ingest", [{
+        "shards": result["shards"], "skipped (cached)": result["shards_skipped"], "rows in": result["rows_in"],
+        "written": result["rows_written"], "quarantined": result["rows_quarantined"],
+    }])
+    if result["quarantine_reasons"]:
+        print_rows("quarantine reasons", [{"reason": r, "rows": n} for r, n in result["quarantine_reasons"].items()])
+
+
+def print_score(result: dict) -> None:
+    print_rows("score", result["scorers"])
+
+
+def print_dedup(result: dict | None) -> None:
+    if not result:
+        return
+    print_rows("dedup", [
+        {"table": table, "documents": t["documents"], "exact dups": t["exact_duplicates"],
+         "near dups (MinHash)": t["minhash_duplicates"], "rate": f"{t['minhash_duplicate_rate']:.1%}",
+         "clusters": t["minhash_clusters"]}
+        for table, t in result["tables"].items()
+    ])
+
+
+def print_dsir(result: dict | None) -> None:
+    if not result:
+        return
+    from thresher.dsir.report import kl_summary_rows
+
+    print_rows("dsir", [{"fit": result["fit"]["fit_hash"], "weighted rows": result["weights"]["rows"],
+                          "selection": (result.get("selection") or {}).get("name", "-"),
+                          "selected": (result.get("selection") or {}).get("selected_rows", "-")}])
+    if result.get("report"):
+        keep = ("target", "selected_docs", "kl_target_selected", "kl_target_random", "kl_reduction_vs_random")
+        print_rows("dsir: KL(target || sample), lower is closer",
+                    [{k: row.get(k) for k in keep} for row in kl_summary_rows(result["report"])])
+
+
+def print_judge(result: dict | None) -> None:
+    if not result:
+        return
+    keep = ("judge", "rows", "not_sampled", "model_rows", "cache_hits", "parse_errors", "injection_flags",
+            "rows_per_second")
+    print_rows("judges", [{k: j.get(k) for k in keep} for j in result["judges"]])
+
+
+def print_embeddings(result: dict | None) -> None:
+    if not result:
+        return
+    for head in result.get("distill", []):
+        print_rows(f"distilled head {head['name']} (vs the judge)", [
+            {"split": split, **{k: m.get(k) for k in ("rows", "spearman", "mae", "baseline_mae", "f1")}}
+            for split, m in head["metrics"].items() if isinstance(m, dict)])
+    for selection in result.get("diversity", []):
+        print_rows(f"diversity selection {selection['name']}",
+                    [{k: v for k, v in selection.items() if isinstance(v, (int, float, str)) and k != "name"}])
+
+
+def print_augment(result: dict | None) -> None:
+    if not result:
+        return
+    print_rows(f"Evol-Instruct into {result['output_run']}", result["augment"]["rounds_table"])
+    print_selections(result.get("selections") or [])
+
+
+def print_selections(results: list[dict]) -> None:
+    for result in results:
+        rows = [{"step": s["step"], "rows": s["rows"]} for s in result["funnel"]]
+        print_rows(f"selection {result['name']} ({result['table']})",
+                    rows + [{"step": "selected", "rows": result["selected_rows"]}])
+
+
+def print_curation(result: dict) -> None:
+    """Every stage's table of a `curate_flow` (or demo) result, in pipeline order."""
+    print_ingest(result["ingest"])
+    print_score(result["score"])
+    print_dedup(result.get("dedup"))
+    print_dsir(result.get("dsir"))
+    print_judge(result.get("judge"))
+    print_embeddings(result.get("embeddings"))
+    print_selections(result["selections"])
+    print_augment(result.get("augment"))
