@@ -25,6 +25,7 @@ import duckdb
 
 from thresher.storage.catalog import open_catalog
 from thresher.storage.run_dir import DATA_TABLES, RunDir
+from thresher.storage.sql import quote_ident
 
 _INTEGER_TYPES = {"TINYINT", "SMALLINT", "INTEGER", "BIGINT", "HUGEINT", "UTINYINT", "USMALLINT", "UINTEGER",
                   "UBIGINT", "UHUGEINT"}
@@ -43,10 +44,6 @@ class NotFound(LookupError):
 
 class InvalidParameter(ValueError):
     """A request parameter with a value the panel cannot use."""
-
-
-def quote_ident(name: str) -> str:
-    return '"' + name.replace('"', '""') + '"'
 
 
 # -- the catalog ----------------------------------------------------------------------------------

@@ -71,6 +71,7 @@ from thresher.dedup.tables import (
 from thresher.dedup.verify import verify_candidates
 from thresher.storage.parquet_io import AtomicParquetWriter, read_cache_key, write_json_atomic
 from thresher.storage.run_dir import RunDir
+from thresher.storage.sql import quote_ident
 
 CLUSTER_VERSION = "1"
 STAGE = "dedup"
@@ -212,7 +213,7 @@ def _create_views(con: duckdb.DuckDBPyConnection, parts: list[IndexPart], bands:
     con.execute("CREATE OR REPLACE VIEW sigs AS " + " UNION ALL ".join(sigs))
     con.execute("CREATE OR REPLACE VIEW keys AS " + " UNION ALL ".join(keys))
     if score_column:
-        column = '"' + score_column.replace('"', '""') + '"'
+        column = quote_ident(score_column)
         con.execute(f"CREATE OR REPLACE VIEW scores AS SELECT doc_id, {column} AS score "
                     f"FROM read_parquet({sql_file_list(score_files)}, union_by_name = true)")
     else:

@@ -39,6 +39,7 @@ from thresher.scorers.base import scorer_key
 from thresher.storage.catalog import open_catalog, score_view_name
 from thresher.storage.parquet_io import read_cache_key, write_json_atomic, write_table_atomic
 from thresher.storage.run_dir import RunDir
+from thresher.storage.sql import single_statement
 
 SELECTED_SCHEMA = pa.schema(
     [
@@ -165,16 +166,6 @@ class StreamingTopK:
 # -- candidates -----------------------------------------------------------------------------------
 
 
-def _check_sql(label: str, sql: str, template: str) -> str:
-    """User SQL is spliced into a query: it must parse as exactly one statement there."""
-    try:
-        statements = duckdb.extract_statements(template.format(sql))
-    except duckdb.Error as exc:
-        raise SelectionError(f"{label}: {exc}") from None
-    if len(statements) != 1:
-        raise SelectionError(f"{label}: must be a single SQL expression or query, without ';'")
-    return sql
-
 
 def candidate_query(weights_view: str, target: str, selection: DsirSelection) -> str:
     """SQL yielding (doc_id, log_weight) of `target`'s candidates; one parameter: min length."""
@@ -182,10 +173,12 @@ def candidate_query(weights_view: str, target: str, selection: DsirSelection) ->
     sql = (f'SELECT doc_id, "{column}" AS log_weight FROM "{weights_view}" '
            f'WHERE "{NUM_TOKENS_COLUMN}" >= $min_length')
     if selection.where:
-        where = _check_sql("selection.where", selection.where, "SELECT 1 WHERE ({})")
+        where = single_statement(selection.where, "SELECT 1 WHERE ({})", label="selection.where",
+                                 error=SelectionError)
         sql += f' AND doc_id IN (SELECT doc_id FROM "{selection.where_view}" WHERE ({where}))'
     if selection.candidates_sql:
-        query = _check_sql("selection.candidates_sql", selection.candidates_sql, "SELECT * FROM ({})")
+        query = single_statement(selection.candidates_sql, "SELECT * FROM ({})", label="selection.candidates_sql",
+                                 error=SelectionError)
         sql += f" AND doc_id IN (SELECT doc_id FROM ({query}))"
     return sql
 

@@ -54,6 +54,7 @@ from thresher.scorers.base import check_output, scorer_key, scorer_params_hash
 from thresher.storage.catalog import open_catalog
 from thresher.storage.parquet_io import AtomicParquetWriter, read_cache_key, write_json_atomic
 from thresher.storage.run_dir import RunDir
+from thresher.storage.sql import single_statement
 
 HEAD_FORMAT = "thresher-ridge-head/1"
 REPORT_SCHEMA = pa.schema([
@@ -351,23 +352,16 @@ def score_shard_from_embeddings(run: RunDir, scorer: DistilledScorer, embed_scor
 # -- the whole distillation -------------------------------------------------------------------------
 
 
-def _check_sql(label: str, sql: str, template: str) -> str:
-    try:
-        statements = duckdb.extract_statements(template.format(sql))
-    except duckdb.Error as exc:
-        raise DistillError(f"{label}: {exc}") from None
-    if len(statements) != 1:
-        raise DistillError(f"{label}: must be a single SQL expression, without ';'")
-    return sql
-
 
 def sample_rows(run: RunDir, config: DistillConfig, scorer: EmbeddingScorer, seed: int
                 ) -> tuple[list[str], np.ndarray, np.ndarray, int]:
     """(doc_ids sorted, targets, vectors, rows available) of the seeded training + held-out sample."""
     view = f'"{config.table}_scored"'
     vector = '"' + scorer.vector_column + '"'
-    target = _check_sql("target", config.target, "SELECT {} AS t")
-    where = f" AND ({_check_sql('where', config.where, 'SELECT 1 WHERE ({})')})" if config.where else ""
+    target = single_statement(config.target, "SELECT {} AS t", label="target", error=DistillError)
+    where = ""
+    if config.where:
+        where = f" AND ({single_statement(config.where, 'SELECT 1 WHERE ({})', label='where', error=DistillError)})"
     stream = f"distill-sample/{config.head_name}"
     sql = (f"SELECT doc_id, CAST(({target}) AS DOUBLE) AS y FROM {view} "
            f"WHERE {vector} IS NOT NULL AND ({target}) IS NOT NULL{where}")

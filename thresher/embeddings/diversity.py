@@ -51,6 +51,7 @@ from thresher.scorers.base import scorer_key, scorer_params_hash
 from thresher.storage.catalog import open_catalog
 from thresher.storage.parquet_io import AtomicParquetWriter, write_json_atomic
 from thresher.storage.run_dir import RunDir
+from thresher.storage.sql import quote_ident, single_statement
 
 SELECTED_SCHEMA = pa.schema([
     pa.field("doc_id", pa.string(), nullable=False),
@@ -72,31 +73,18 @@ def work_dir(run: RunDir, name: str) -> Path:
     return run.root / ".diversity-work" / name
 
 
-def _check_sql(label: str, sql: str, template: str) -> str:
-    try:
-        statements = duckdb.extract_statements(template.format(sql))
-    except duckdb.Error as exc:
-        raise DiversityError(f"{label}: {exc}") from None
-    if len(statements) != 1:
-        raise DiversityError(f"{label}: must be a single SQL expression, without ';'")
-    return sql
-
-
-def _ident(name: str) -> str:
-    return '"' + name.replace('"', '""') + '"'
-
 
 def candidate_query(selection: DiversitySelection, vector_column: str, *, ordered: bool = True,
                     with_vectors: bool = True) -> str:
     """SQL yielding (doc_id, score, vector) of the candidates, best first."""
     view = f"{selection.table}_scored"
-    score = (_check_sql("score_sql", selection.score_sql, "SELECT {} AS s")
+    score = (single_statement(selection.score_sql, "SELECT {} AS s", label="score_sql", error=DiversityError)
              if selection.score_sql else "NULL")
-    columns = f"doc_id, CAST(({score}) AS DOUBLE) AS score" + (f", {_ident(vector_column)} AS vector"
+    columns = f"doc_id, CAST(({score}) AS DOUBLE) AS score" + (f", {quote_ident(vector_column)} AS vector"
                                                                  if with_vectors else "")
-    sql = f"SELECT {columns} FROM {_ident(view)} WHERE {_ident(vector_column)} IS NOT NULL"
+    sql = f"SELECT {columns} FROM {quote_ident(view)} WHERE {quote_ident(vector_column)} IS NOT NULL"
     if selection.where:
-        sql += f" AND ({_check_sql('where', selection.where, 'SELECT 1 WHERE ({})')})"
+        sql += f" AND ({single_statement(selection.where, 'SELECT 1 WHERE ({})', label='where', error=DiversityError)})"
     if ordered:
         sql += " ORDER BY score DESC NULLS LAST, doc_id"
     return sql
@@ -319,7 +307,7 @@ def select_diverse(run: RunDir, scorer: EmbeddingScorer, selection: DiversitySel
         view = f"{selection.table}_scored"
         if view not in views:
             raise DiversityError(f"run {run.root} has no {view!r} view: ingest and embed it first")
-        columns = {row[0] for row in con.execute(f"DESCRIBE {_ident(view)}").fetchall()}
+        columns = {row[0] for row in con.execute(f"DESCRIBE {quote_ident(view)}").fetchall()}
         if scorer.vector_column not in columns:
             raise DiversityError(f"{view} has no {scorer.vector_column}: rebuild the catalog after embedding")
         sql = candidate_query(selection, scorer.vector_column)

@@ -54,6 +54,7 @@ from thresher.embeddings.scorer import EmbeddingScorer, vector_type, vectors_to_
 from thresher.scorers.base import scorer_key, scorer_params_hash
 from thresher.storage.parquet_io import AtomicParquetWriter, read_cache_key, write_json_atomic
 from thresher.storage.run_dir import RunDir
+from thresher.storage.sql import quote_ident
 
 STAGE = "semdedup"
 SCORER_NAME = "semdedup"
@@ -334,7 +335,7 @@ def semdedup_table(run: RunDir, config: SemDedupConfig, scorer: EmbeddingScorer,
             t0 = time.perf_counter()
             score_files = _score_files(run, config)
             if score_files:
-                name = '"' + config.survivor_column.replace('"', '""') + '"'
+                name = quote_ident(config.survivor_column)
                 con.execute(f"CREATE VIEW scores AS SELECT doc_id, {name} AS score "
                             f"FROM read_parquet({sql_file_list(score_files)}, union_by_name = true)")
             else:

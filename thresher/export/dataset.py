@@ -32,6 +32,7 @@ from thresher.export.info import QUANTILES, ExportColumn, ExportInfo, ShardInfo,
 from thresher.schema import DOCUMENT_SCHEMA, INSTRUCTION_SCHEMA
 from thresher.storage.catalog import latest_score_keys, open_catalog
 from thresher.storage.run_dir import DATA_TABLES, RunDir
+from thresher.storage.sql import quote_ident
 
 DEFAULT_COLUMNS: dict[str, tuple[str, ...]] = {
     "documents": ("doc_id", "text", "url", "source", "timestamp"),
@@ -144,15 +145,15 @@ def _write_export(run: RunDir, manifest: dict, selection: dict, name: str, table
         views = {row[0] for row in con.execute("SELECT name FROM thresher_views").fetchall()}
         if view not in views or table not in views:
             raise ExportError(f"run {run.root} has no {view!r} view: score the run first")
-        scored = [row[0] for row in con.execute(f"DESCRIBE {_ident(view)}").fetchall()]
-        base = {row[0] for row in con.execute(f"DESCRIBE {_ident(table)}").fetchall()}
+        scored = [row[0] for row in con.execute(f"DESCRIBE {quote_ident(view)}").fetchall()]
+        base = {row[0] for row in con.execute(f"DESCRIBE {quote_ident(table)}").fetchall()}
         selected_columns = [
             row[0] for row in con.execute("DESCRIBE SELECT * FROM read_parquet($path)",
                                           {"path": str(selected_path)}).fetchall()]
         present = [c for c in SELECTION_COLUMNS if c in selected_columns]
         if present:
             counts = con.execute(
-                "SELECT " + ", ".join(f"count({_ident(c)})" for c in present) + " FROM read_parquet($path)",
+                "SELECT " + ", ".join(f"count({quote_ident(c)})" for c in present) + " FROM read_parquet($path)",
                 {"path": str(selected_path)}).fetchall()[0]
             present = [c for c, n in zip(present, counts) if n > 0]
         selected_rows = con.execute("SELECT count(*) FROM read_parquet($path)",
@@ -163,8 +164,8 @@ def _write_export(run: RunDir, manifest: dict, selection: dict, name: str, table
 
         wanted = _choose_columns(name, table, scored, base, present, columns)
         # The selection's own weight/rank shadow any score column of the same name.
-        select_list = ", ".join(f"s.{_ident(c)}" if c in present else f"t.{_ident(c)}" for c in wanted)
-        query = (f"SELECT {select_list} FROM {_ident(view)} AS t "
+        select_list = ", ".join(f"s.{quote_ident(c)}" if c in present else f"t.{quote_ident(c)}" for c in wanted)
+        query = (f"SELECT {select_list} FROM {quote_ident(view)} AS t "
                  f"JOIN read_parquet($path) AS s ON t.doc_id = s.doc_id ORDER BY t.doc_id")
         reader = con.sql(query, params={"path": str(selected_path)}).to_arrow_reader(_FETCH_ROWS)
         export_columns = _export_columns(run, table, reader.schema, base, present)
@@ -269,9 +270,6 @@ def _resolve_license(option: str | None, selection: dict, manifest: dict) -> str
             return str(candidate).strip().lower()
     return "unknown"
 
-
-def _ident(name: str) -> str:
-    return '"' + name.replace('"', '""') + '"'
 
 
 # -- row groups and shards --------------------------------------------------------------------
@@ -445,7 +443,7 @@ def _describe_scores(info: ExportInfo, staging: Path) -> None:
         con.execute("SET threads = 1")  # a fixed summation order: the card is byte-identical too
         source = "read_parquet($files)"
         for column in described:
-            c = _ident(column.name)
+            c = quote_ident(column.name)
             if pa.types.is_boolean(column.type):
                 row = con.execute(f"SELECT count({c}), avg({c}::DOUBLE) FROM {source}", {"files": files}).fetchall()[0]
                 info.score_stats.append({"column": column.name, "origin": column.origin, "kind": "bool",

@@ -29,6 +29,8 @@ from __future__ import annotations
 
 from typing import Any
 
+from thresher.storage.sql import quote_ident
+
 # score view -> (perplexity column, column prefix, band view)
 PERPLEXITY_SCORES: dict[str, tuple[str, str, str]] = {
     "score_kenlm": ("kenlm_perplexity", "kenlm", "perplexity_bands_kenlm"),
@@ -39,16 +41,12 @@ TAIL_PERCENTILE = 0.60
 CUTOFFS_VIEW = "perplexity_cutoffs"
 
 
-def _quote(name: str) -> str:
-    return '"' + name.replace('"', '""') + '"'
-
-
 def _columns(con: Any, view: str) -> set[str]:
-    return {row[0] for row in con.execute(f"SELECT column_name FROM (DESCRIBE {_quote(view)})").fetchall()}
+    return {row[0] for row in con.execute(f"SELECT column_name FROM (DESCRIBE {quote_ident(view)})").fetchall()}
 
 
 def band_view_sql(score_view: str, column: str, prefix: str) -> str:
-    s, c = _quote(score_view), _quote(column)
+    s, c = quote_ident(score_view), quote_ident(column)
     return f"""
         WITH cut AS (
             SELECT quantile_cont({c}, {HEAD_PERCENTILE}) AS p_head,
@@ -61,19 +59,19 @@ def band_view_sql(score_view: str, column: str, prefix: str) -> str:
                CASE WHEN s.{c} IS NULL THEN NULL
                     WHEN s.{c} < cut.p_head THEN 'head'
                     WHEN s.{c} < cut.p_tail THEN 'middle'
-                    ELSE 'tail' END AS {_quote(prefix + "_band")},
+                    ELSE 'tail' END AS {quote_ident(prefix + "_band")},
                CASE WHEN s.{c} IS NULL THEN NULL
                     ELSE (row_number() OVER (ORDER BY s.{c} ASC NULLS LAST, s.doc_id) - 1)::DOUBLE / cut.scored
-                    END AS {_quote(prefix + "_pp_percentile")}
+                    END AS {quote_ident(prefix + "_pp_percentile")}
         FROM {s} AS s CROSS JOIN cut
     """
 
 
 def cutoffs_row_sql(score_view: str, column: str, scorer: str) -> str:
-    c = _quote(column)
+    c = quote_ident(column)
     quantiles = ", ".join(f"quantile_cont({c}, {q}) AS p{round(q * 100)}" for q in (0.1, 0.3, 0.5, 0.6, 0.9))
     return (f"SELECT '{scorer}' AS scorer, '{column}' AS column_name, count({c}) AS scored, {quantiles}, "
-            f"min({c}) AS min, max({c}) AS max FROM {_quote(score_view)}")
+            f"min({c}) AS min, max({c}) AS max FROM {quote_ident(score_view)}")
 
 
 def catalog_views(con: Any, existing_view_names: set[str] | list[str]) -> list[tuple[str, str, str]]:

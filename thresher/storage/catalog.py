@@ -16,6 +16,7 @@ from pathlib import Path
 import duckdb
 
 from thresher.storage.run_dir import DATA_TABLES, RunDir
+from thresher.storage.sql import quote_ident
 
 STAGE_TABLE_DIRS = ("dedup", "selections", "dsir", "judge_calibration", "semdedup", "distill", "augment")
 
@@ -38,10 +39,6 @@ class CatalogView:
     name: str
     description: str
     definition: str
-
-
-def _quote_ident(name: str) -> str:
-    return '"' + name.replace('"', '""') + '"'
 
 
 def _version_sort_key(version: str) -> tuple:
@@ -78,10 +75,10 @@ def build_catalog(run: RunDir) -> list[CatalogView]:
             "SELECT view_name FROM duckdb_views() WHERE NOT internal AND database_name = current_database()"
         ).fetchall()]
         for name in existing:
-            con.execute(f"DROP VIEW {_quote_ident(name)}")
+            con.execute(f"DROP VIEW {quote_ident(name)}")
 
         def create(name: str, sql: str, description: str) -> None:
-            con.execute(f"CREATE VIEW {_quote_ident(name)} AS {sql.replace(RUN_TOKEN, '')}")
+            con.execute(f"CREATE VIEW {quote_ident(name)} AS {sql.replace(RUN_TOKEN, '')}")
             views.append(CatalogView(name, description, sql))
 
         def parquet(relative_dir: str) -> str:
@@ -126,7 +123,7 @@ def build_catalog(run: RunDir) -> list[CatalogView]:
         for table in DATA_TABLES:
             if not any(v.name == table for v in views):
                 continue
-            joins = " ".join(f"LEFT JOIN {_quote_ident(v)} USING (doc_id)" for v in score_views)
+            joins = " ".join(f"LEFT JOIN {quote_ident(v)} USING (doc_id)" for v in score_views)
             create(f"{table}_scored", f"SELECT * FROM {table} {joins}",
                    f"{table} joined to the newest version of every score table")
         existing_names = {v.name for v in views}
@@ -161,7 +158,7 @@ def open_catalog(run: RunDir, *, read_only: bool = True) -> duckdb.DuckDBPyConne
         root = str(run.root).replace("'", "''") + "/"
         definitions = con.execute("SELECT name, definition FROM thresher_views ORDER BY position").fetchall()
         for name, definition in definitions:
-            con.execute(f"CREATE TEMP VIEW {_quote_ident(name)} AS {definition.replace(RUN_TOKEN, root)}")
+            con.execute(f"CREATE TEMP VIEW {quote_ident(name)} AS {definition.replace(RUN_TOKEN, root)}")
         # The sandbox is a property of the database instance, which DuckDB shares between the
         # connections of one process: the first connection sets it, and once external access is
         # off nobody can turn it back on or widen the allowed directories.

@@ -19,6 +19,7 @@ from thresher.config_base import SelectionRecipe
 from thresher.storage.catalog import open_catalog
 from thresher.storage.parquet_io import AtomicParquetWriter, write_json_atomic
 from thresher.storage.run_dir import RunDir
+from thresher.storage.sql import single_statement
 
 SELECTED_SCHEMA = pa.schema([pa.field("doc_id", pa.string(), nullable=False), pa.field("rank", pa.int64())])
 _BATCH_ROWS = 65_536
@@ -26,17 +27,6 @@ _BATCH_ROWS = 65_536
 
 class SelectionError(ValueError):
     """A recipe that cannot run on this run; the message names the recipe and the step."""
-
-
-def _single_clause(recipe: SelectionRecipe, label: str, sql: str, template: str) -> str:
-    # Recipe SQL is spliced into a query: it must not smuggle in a statement of its own.
-    try:
-        statements = duckdb.extract_statements(template.format(sql))
-    except duckdb.Error as exc:
-        raise SelectionError(f"selection {recipe.name!r}, {label}: {exc}") from None
-    if len(statements) != 1:
-        raise SelectionError(f"selection {recipe.name!r}, {label}: must be one SQL expression, no ';'")
-    return sql
 
 
 def selection_dir(run: RunDir, name: str):
@@ -52,13 +42,15 @@ def run_selection(run: RunDir, recipe: SelectionRecipe) -> dict:
             raise SelectionError(f"selection {recipe.name!r}: run {run.root} has no {view!r} view")
         predicates = []
         for step in recipe.where:
-            predicate = "(" + _single_clause(recipe, f"step {step.name!r}", step.sql, "SELECT 1 WHERE ({})") + ")"
+            label = f"selection {recipe.name!r}, step {step.name!r}"
+            predicate = "(" + single_statement(step.sql, "SELECT 1 WHERE ({})", label=label, error=SelectionError) + ")"
             try:
                 con.execute(f"SELECT count(*) FROM {view} WHERE {predicate} LIMIT 0").fetchall()
             except duckdb.Error as exc:
                 raise SelectionError(f"selection {recipe.name!r}, step {step.name!r}: {exc}") from None
             predicates.append(predicate)
-        order_by = (_single_clause(recipe, "order_by", recipe.order_by, "SELECT 1 ORDER BY {}")
+        order_by = (single_statement(recipe.order_by, "SELECT 1 ORDER BY {}",
+                                     label=f"selection {recipe.name!r}, order_by", error=SelectionError)
                     if recipe.order_by else None)
 
         cumulative = [" AND ".join(predicates[: i + 1]) for i in range(len(predicates))]
