@@ -1,19 +1,14 @@
-"""The perplexity stage's CLI commands, mounted on a typer app as thresher/cli/__init__.py mounts them."""
+"""The perplexity stage's CLI commands (thresher/cli/perplexity.py) on the real `thresher` app."""
 
 from __future__ import annotations
 
 import json
 
 import pytest
-import typer
 from typer.testing import CliRunner
 
-from thresher import perplexity_commands
+from thresher.cli import app
 
-app = typer.Typer()
-app.command("perplexity")(perplexity_commands.perplexity)
-app.command("train-kenlm")(perplexity_commands.train_kenlm)
-app.command("train-proxy")(perplexity_commands.train_proxy)
 runner = CliRunner()
 
 
@@ -30,14 +25,14 @@ def test_help(command, options):
 
 
 @pytest.mark.usefixtures("prefect_harness")
-def test_train_then_score_a_run(shared_data, tmp_path):
+def test_train_then_score_a_run(sample_data, tmp_path):
     from thresher.config import IngestConfig, InputSpec
     from thresher.storage.ingest import ingest_shard
     from thresher.storage.readers import discover_shards
     from thresher.storage.run_dir import RunDir
 
     reference = tmp_path / "reference.txt"
-    reference.write_text((shared_data / "wikipedia_sample.txt").read_text(encoding="utf-8"), encoding="utf-8")
+    reference.write_text((sample_data / "wikipedia_sample.txt").read_text(encoding="utf-8"), encoding="utf-8")
     trained = runner.invoke(app, ["train-kenlm", str(reference), "--out", str(tmp_path / "lm"), "--order", "3"],
                             terminal_width=200)
     assert trained.exit_code == 0, trained.output
@@ -46,7 +41,7 @@ def test_train_then_score_a_run(shared_data, tmp_path):
 
     run = RunDir(tmp_path / "run")
     run.init()
-    spec = InputSpec(paths=[str(shared_data / "c4_sample.jsonl")], format="c4")
+    spec = InputSpec(paths=[str(sample_data / "c4_sample.jsonl")], format="c4")
     for shard in discover_shards(spec):
         ingest_shard(run, shard, spec, IngestConfig())
     scored = runner.invoke(app, ["perplexity", str(run.root), "--kenlm-model", str(model)], terminal_width=200)

@@ -1,10 +1,4 @@
-"""CLI commands of the perplexity stage, as typer command functions.
-
-Registered on the main app in `thresher/cli/__init__.py`:
-
-    app.command("perplexity")(perplexity_commands.perplexity)
-    app.command("train-kenlm")(perplexity_commands.train_kenlm)
-    app.command("train-proxy")(perplexity_commands.train_proxy)
+"""`thresher perplexity`, `thresher train-kenlm` and `thresher train-proxy`.
 
 Reference inputs for training are files, globs or directories: `.txt` files (one document per
 line) or anything `thresher ingest` reads (C4 json.gz, JSONL, Parquet, Alpaca, ShareGPT...).

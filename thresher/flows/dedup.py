@@ -13,9 +13,8 @@ the whole DuckDB memory limit.
 
 from __future__ import annotations
 
-from prefect import flow, task
+from prefect import flow
 from prefect.artifacts import create_markdown_artifact, create_table_artifact
-from prefect.futures import as_completed
 
 from thresher.dedup.config import DedupConfig
 from thresher.dedup.index import signature_cache_key, write_params
@@ -31,24 +30,18 @@ from thresher.dedup.stage import (
 )
 from thresher.dedup.tables import EXACT_KEY, MINHASH_KEY, band_keys_path, signatures_path, stats_path
 from thresher.flows.artifacts import artifact_key
-from thresher.flows.tasks import result_of, run_result_storage
-from thresher.progress import stage_progress
+from thresher.flows.mapping import Job, cached_task, map_cached
 from thresher.storage.catalog import build_catalog
 from thresher.storage.parquet_io import read_cache_key
 from thresher.storage.run_dir import RunDir
 
 
-def _explicit_cache_key(context, parameters: dict) -> str:
-    return parameters["cache_key"]
-
-
-@task(name="dedup-signatures", cache_key_fn=_explicit_cache_key, persist_result=True,
-      task_run_name="signatures {table}/{shard_id}")
+@cached_task(name="dedup-signatures", task_run_name="signatures {table}/{shard_id}")
 def dedup_signatures_task(run_root: str, config: DedupConfig, table: str, shard_id: str, cache_key: str) -> dict:
     return signature_shard(RunDir(run_root), config, table, shard_id)
 
 
-@task(name="dedup-cluster", cache_key_fn=_explicit_cache_key, persist_result=True, task_run_name="cluster {table}")
+@cached_task(name="dedup-cluster", task_run_name="cluster {table}")
 def dedup_cluster_task(run_root: str, config: DedupConfig, table: str, cache_key: str) -> dict:
     stats = cluster_table(RunDir(run_root), config, table)
     if stats["cache_key"] != cache_key:
@@ -56,8 +49,7 @@ def dedup_cluster_task(run_root: str, config: DedupConfig, table: str, cache_key
     return stats
 
 
-@task(name="dedup-sidecars", cache_key_fn=_explicit_cache_key, persist_result=True,
-      task_run_name="sidecars {table}/{shard_id}")
+@cached_task(name="dedup-sidecars", task_run_name="sidecars {table}/{shard_id}")
 def dedup_sidecars_task(run_root: str, config: DedupConfig, table: str, shard_id: str, cluster_key: str,
                         cache_key: str) -> dict:
     return write_sidecars(RunDir(run_root), config, table, shard_id, cluster_key)
@@ -86,56 +78,27 @@ def dedup_flow(run_dir: str, config: DedupConfig = DedupConfig()) -> dict:
     params = write_params(run, config)
     run.stage_started(STAGE, seed=config.seed, signature_params=params["signature_params"],
                       prior_runs=list(config.prior_runs))
-    storage = run_result_storage(run)
     root = str(run.root)
-
-    signatures_task = dedup_signatures_task.with_options(result_storage=storage)
-    shard_stats: dict[str, dict] = {}
-    with stage_progress("dedup signatures", len(parts)) as bar:
-        futures = {}
-        for table, shard_id, _ in parts:
-            key = signature_cache_key(run, config, table, shard_id)
-            futures[signatures_task.submit(root, config, table, shard_id, key)] = (table, shard_id, key)
-        for future in as_completed(list(futures)):
-            table, shard_id, key = futures[future]
-            result = result_of(future)
-            if not _signatures_done(run, shard_id, key):
-                result = signatures_task.with_options(refresh_cache=True)(root, config, table, shard_id, key)
-            shard_stats[shard_id] = result
-            bar.advance(result["rows"])
-
-    cluster_task = dedup_cluster_task.with_options(result_storage=storage)
-    tables: dict[str, dict] = {}
-    cluster_keys: dict[str, str] = {}
-    with stage_progress("dedup clusters", len(data_tables(run)), unit="documents") as bar:
-        for table in data_tables(run):
-            key = cluster_keys[table] = cluster_cache_key(run, config, table)
-            result = result_of(cluster_task.submit(root, config, table, key))
-            if not _cluster_done(run, table, key):
-                result = cluster_task.with_options(refresh_cache=True)(root, config, table, key)
-            tables[table] = result
-            bar.advance(result["documents"])
-
-    sidecars_task = dedup_sidecars_task.with_options(result_storage=storage)
-    sidecar_stats: dict[str, dict] = {}
-    with stage_progress("dedup sidecars", len(parts)) as bar:
-        futures = {}
-        for table, shard_id, _ in parts:
-            key = sidecar_cache_key(run, config, table, shard_id, cluster_keys[table])
-            futures[sidecars_task.submit(root, config, table, shard_id, cluster_keys[table], key)] = (
-                table, shard_id, key)
-        for future in as_completed(list(futures)):
-            table, shard_id, key = futures[future]
-            result = result_of(future)
-            if not _sidecars_done(run, shard_id, key):
-                result = sidecars_task.with_options(refresh_cache=True)(
-                    root, config, table, shard_id, cluster_keys[table], key)
-            sidecar_stats[shard_id] = result
-            bar.advance(result["rows"])
-
+    shards = map_cached(
+        run, dedup_signatures_task,
+        [Job((root, config, table, shard_id), signature_cache_key(run, config, table, shard_id))
+         for table, shard_id, _ in parts],
+        label="dedup signatures", done=lambda job, _result: _signatures_done(run, job.args[3], job.cache_key))
+    tables = data_tables(run)
+    cluster_keys = {table: cluster_cache_key(run, config, table) for table in tables}
+    clusters = map_cached(
+        run, dedup_cluster_task, [Job((root, config, table), cluster_keys[table]) for table in tables],
+        label="dedup clusters", unit="documents", rows=lambda r: r["documents"], one_at_a_time=True,
+        done=lambda job, _result: _cluster_done(run, job.args[2], job.cache_key))
+    sidecars = map_cached(
+        run, dedup_sidecars_task,
+        [Job((root, config, table, shard_id, cluster_keys[table]),
+             sidecar_cache_key(run, config, table, shard_id, cluster_keys[table])) for table, shard_id, _ in parts],
+        label="dedup sidecars", done=lambda job, _result: _sidecars_done(run, job.args[3], job.cache_key))
     build_catalog(run)
-    summary = dedup_summary(tables, [shard_stats[s] for _, s, _ in parts], [sidecar_stats[s] for _, s, _ in parts])
-    publish_dedup(run.root.name, config, summary, tables)
+    tables_stats = dict(zip(tables, clusters))
+    summary = dedup_summary(tables_stats, shards, sidecars)
+    publish_dedup(run.root.name, config, summary, tables_stats)
     run.stage_finished(STAGE, seed=config.seed, summary=summary)
     return {"run_dir": root, "params": params["signature_params"], **summary}
 

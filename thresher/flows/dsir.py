@@ -25,8 +25,8 @@ from thresher.dsir.report import kl_summary_rows, selection_report, to_markdown
 from thresher.dsir.resample import check_weights_current, select_dsir
 from thresher.dsir.weights import DsirScorer
 from thresher.flows.artifacts import artifact_key, score_summary
+from thresher.flows.mapping import Job, cached_task, map_cached
 from thresher.flows.score import score_every_shard
-from thresher.flows.tasks import result_of, run_result_storage
 from thresher.progress import stage_progress
 from thresher.storage.catalog import build_catalog
 from thresher.storage.parquet_io import read_cache_key
@@ -35,11 +35,7 @@ from thresher.storage.run_dir import RunDir
 STAGE = "dsir"
 
 
-def _cache_key_parameter(context, parameters: dict) -> str:
-    return parameters["cache_key"]
-
-
-@task(name="dsir-fit", cache_key_fn=_cache_key_parameter, persist_result=True, task_run_name="fit")
+@cached_task(name="dsir-fit", task_run_name="fit")
 def dsir_fit_task(run_root: str, config: DsirConfig, cache_key: str) -> dict:
     run = RunDir(run_root)
     started = time.perf_counter()
@@ -70,16 +66,19 @@ def dsir_report_task(run_root: str, fit_hash: str, selection_meta: dict, max_doc
 
 def _fit(run: RunDir, config: DsirConfig) -> dict:
     key = fit_identity(run, config)
-    task_ = dsir_fit_task.with_options(result_storage=run_result_storage(run))
-    with stage_progress("dsir fit", 1) as bar:
-        result = result_of(task_.submit(str(run.root), config, key))
-        if read_cache_key(fit_path(run, result["fit_hash"])) != key:
-            # A cached result whose fit file was deleted since: fit again.
-            result = task_.with_options(refresh_cache=True)(str(run.root), config, key)
-        else:
-            point_latest(run, load_fit(run, result["fit_hash"]), identity=key)
-        bar.advance(result["stats"]["raw"]["docs"])
+    [result] = map_cached(run, dsir_fit_task, [Job((str(run.root), config), key)], label="dsir fit",
+                          rows=lambda r: r["stats"]["raw"]["docs"],
+                          done=lambda job, result: _fit_done(run, job.cache_key, result["fit_hash"]))
     return result
+
+
+def _fit_done(run: RunDir, key: str, fit_hash: str) -> bool:
+    """The fit file a cached result names still carries `key`; if so it becomes the run's newest fit
+    again (another fit may have been pointed at since)."""
+    if read_cache_key(fit_path(run, fit_hash)) != key:
+        return False
+    point_latest(run, load_fit(run, fit_hash), identity=key)
+    return True
 
 
 def _weight(run: RunDir, fit_hash: str) -> dict:

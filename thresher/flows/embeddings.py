@@ -21,7 +21,6 @@ from __future__ import annotations
 from prefect import flow, task
 from prefect.artifacts import create_markdown_artifact, create_table_artifact
 from prefect.cache_policies import NO_CACHE
-from prefect.futures import as_completed
 
 from thresher.embeddings.config import (
     DistillConfig,
@@ -51,26 +50,15 @@ from thresher.embeddings.semdedup import (
     semdedup_table,
 )
 from thresher.flows.artifacts import artifact_key
-from thresher.flows.tasks import result_of, run_result_storage
+from thresher.flows.mapping import Job, cached_task, map_cached, sidecar_done
+from thresher.flows.score import score_every_shard
 from thresher.progress import stage_progress
-from thresher.scorers.apply import score_cache_key, score_shard
 from thresher.scorers.base import scorer_key
 from thresher.storage.catalog import build_catalog
-from thresher.storage.parquet_io import read_cache_key
 from thresher.storage.run_dir import RunDir
 
 
-def _explicit_cache_key(context, parameters: dict) -> str:
-    return parameters["cache_key"]
-
-
-@task(name="embed-shard", cache_key_fn=_explicit_cache_key, persist_result=True,
-      task_run_name="embed {table}/{shard_id}")
-def embed_shard_task(run_root: str, scorer: EmbeddingScorer, table: str, shard_id: str, cache_key: str) -> dict:
-    return score_shard(RunDir(run_root), scorer, table, shard_id)
-
-
-@task(name="semdedup-table", cache_key_fn=_explicit_cache_key, persist_result=True, task_run_name="semdedup {table}")
+@cached_task(name="semdedup-table", task_run_name="semdedup {table}")
 def semdedup_task(run_root: str, config: SemDedupConfig, scorer: EmbeddingScorer, table: str, cache_key: str) -> dict:
     stats = semdedup_table(RunDir(run_root), config, scorer, table)
     if stats["cache_key"] != cache_key:
@@ -83,8 +71,7 @@ def distill_task(run_root: str, config: DistillConfig, scorer: EmbeddingScorer) 
     return distill(RunDir(run_root), config, scorer)
 
 
-@task(name="distill-score-shard", cache_key_fn=_explicit_cache_key, persist_result=True,
-      task_run_name="distilled {table}/{shard_id}")
+@cached_task(name="distill-score-shard", task_run_name="distilled {table}/{shard_id}")
 def distill_score_task(run_root: str, scorer: DistilledScorer, embed_scorer: EmbeddingScorer, table: str,
                        shard_id: str, cache_key: str) -> dict:
     return score_shard_from_embeddings(RunDir(run_root), scorer, embed_scorer, table, shard_id)
@@ -98,32 +85,10 @@ def diversity_task(run_root: str, scorer: EmbeddingScorer, selection: DiversityS
 # -- steps ------------------------------------------------------------------------------------------
 
 
-def _parts(run: RunDir, table: str | None) -> list[tuple[str, str]]:
-    parts = [(t, s) for t, s, _ in run.data_parts() if table in (None, t)]
-    if not parts:
-        raise ValueError(f"{run.root} has no {table or 'documents or instructions'} shards: "
-                         "run `thresher ingest` first")
-    return parts
-
-
 def _embed(run: RunDir, config: EmbedConfig) -> dict:
     scorer = config.scorer()
     run.stage_started("embed", config=config.model_dump(mode="json"))
-    task_ = embed_shard_task.with_options(result_storage=run_result_storage(run))
-    parts = _parts(run, config.table)
-    stats = []
-    with stage_progress(f"embed {scorer_key(scorer)}", len(parts)) as bar:
-        futures = {}
-        for table, shard_id in parts:
-            key = score_cache_key(run, scorer, table, shard_id)
-            futures[task_.submit(str(run.root), scorer, table, shard_id, key)] = (table, shard_id, key)
-        for future in as_completed(list(futures)):
-            table, shard_id, key = futures[future]
-            result = result_of(future)
-            if read_cache_key(run.score_part(scorer_key(scorer), shard_id)) != key:
-                result = task_.with_options(refresh_cache=True)(str(run.root), scorer, table, shard_id, key)
-            stats.append(result)
-            bar.advance(result["rows"])
+    stats = score_every_shard(run, [scorer], "embed", table=config.table)
     build_catalog(run)
     files = located(scorer.model, scorer.onnx_file)
     device = pick_device(scorer.device)
@@ -143,20 +108,14 @@ def _embed(run: RunDir, config: EmbedConfig) -> dict:
 
 def _semdedup(run: RunDir, config: SemDedupConfig, scorer: EmbeddingScorer, embedded_table: str | None
               ) -> dict[str, dict]:
-    task_ = semdedup_task.with_options(result_storage=run_result_storage(run))
     # the tables asked for, among those the embed step embedded
     tables = [t for t in data_tables(run, config) if embedded_table in (None, t)]
     if not tables:
         raise ValueError(f"semdedup of table {config.table!r}, but the embeddings cover only {embedded_table!r}")
-    results: dict[str, dict] = {}
-    with stage_progress("semdedup", len(tables), unit="rows") as bar:
-        for table in tables:
-            key = semdedup_cache_key(run, config, scorer, table)
-            result = result_of(task_.submit(str(run.root), config, scorer, table, key))
-            if not outputs_done(run, table, key):
-                result = task_.with_options(refresh_cache=True)(str(run.root), config, scorer, table, key)
-            results[table] = result
-            bar.advance(result["rows"])
+    root = str(run.root)
+    jobs = [Job((root, config, scorer, table), semdedup_cache_key(run, config, scorer, table)) for table in tables]
+    results = dict(zip(tables, map_cached(run, semdedup_task, jobs, label="semdedup", one_at_a_time=True,
+                                          done=lambda job, _result: outputs_done(run, job.args[3], job.cache_key))))
     build_catalog(run)
     _publish_semdedup(run, config, results)
     return results
@@ -164,27 +123,19 @@ def _semdedup(run: RunDir, config: SemDedupConfig, scorer: EmbeddingScorer, embe
 
 def _distill(run: RunDir, configs: list[DistillConfig], scorer: EmbeddingScorer) -> list[dict]:
     out = []
-    task_ = distill_score_task.with_options(result_storage=run_result_storage(run))
     for config in configs:
         result = distill_task(str(run.root), config, scorer)
         scored = []
         if config.score_all:
             head = DistilledScorer(head=result["head_dir"])
-            parts = _parts(run, config.table)
-            with stage_progress(f"distilled {head.head_name}", len(parts)) as bar:
-                futures = {}
-                for table, shard_id in parts:
-                    key = distilled_cache_key(run, head, scorer, shard_id)
-                    futures[task_.submit(str(run.root), head, scorer, table, shard_id, key)] = (table, shard_id, key)
-                for future in as_completed(list(futures)):
-                    table, shard_id, key = futures[future]
-                    stats = result_of(future)
-                    if read_cache_key(run.score_part(scorer_key(head), shard_id)) != key:
-                        stats = task_.with_options(refresh_cache=True)(str(run.root), head, scorer, table, shard_id,
-                                                                       key)
-                    scored.append(stats)
-                    bar.advance(stats["rows"])
-            result["scorer"] = scorer_key(head)
+            parts = [(t, shard) for t, shard, _ in run.data_parts() if config.table in (None, t)]
+            jobs = [Job((str(run.root), head, scorer, t, shard), distilled_cache_key(run, head, scorer, shard))
+                    for t, shard in parts]
+            head_key = scorer_key(head)
+            scored = map_cached(
+                run, distill_score_task, jobs, label=f"distilled {head.head_name}",
+                done=sidecar_done(run, head_key, shard_arg=4))
+            result["scorer"] = head_key
             result["score_column"] = head.score_column
         result["scored_rows"] = sum(s["rows"] for s in scored)
         _publish_distill(run, result)

@@ -3,12 +3,11 @@
 from __future__ import annotations
 
 from prefect import flow
-from prefect.futures import as_completed
 
 from thresher.config import IngestConfig, InputSpec
 from thresher.flows.artifacts import ingest_summary, publish_ingest
-from thresher.flows.tasks import ingest_shard_task, result_of, run_result_storage
-from thresher.progress import stage_progress
+from thresher.flows.mapping import Job, map_cached
+from thresher.flows.tasks import ingest_shard_task
 from thresher.storage.catalog import build_catalog
 from thresher.storage.ingest import finished_stats, ingest_cache_key
 from thresher.storage.readers import Shard, discover_shards
@@ -35,23 +34,9 @@ def ingest_flow(run_dir: str, inputs: list[InputSpec], ingest: IngestConfig = In
         run.init(seed=seed)
     planned = plan_shards(inputs)
     run.stage_started("ingest")
-    task = ingest_shard_task.with_options(result_storage=run_result_storage(run))
-    keys = [ingest_cache_key(shard, spec, ingest) for spec, shard in planned]
-    stats: dict[str, dict] = {}
-    with stage_progress("ingest", len(planned)) as bar:
-        futures = {
-            task.submit(str(run.root), shard, spec, ingest, key): (spec, shard, key)
-            for (spec, shard), key in zip(planned, keys)
-        }
-        for future in as_completed(list(futures)):
-            spec, shard, key = futures[future]
-            result = result_of(future)
-            if finished_stats(run, shard, key) is None:
-                # A cached result whose files were deleted since: do the shard again.
-                result = task.with_options(refresh_cache=True)(str(run.root), shard, spec, ingest, key)
-            stats[shard.shard_id] = result
-            bar.advance(result["rows_in"])
-    ordered = [stats[shard.shard_id] for _, shard in planned]
+    jobs = [Job((str(run.root), shard, spec, ingest), ingest_cache_key(shard, spec, ingest)) for spec, shard in planned]
+    ordered = map_cached(run, ingest_shard_task, jobs, label="ingest", rows=lambda r: r["rows_in"],
+                         done=lambda job, _result: finished_stats(run, job.args[1], job.cache_key) is not None)
     summary = ingest_summary(ordered)
     build_catalog(run)
     publish_ingest(run.root.name, ordered, summary)

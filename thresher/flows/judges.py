@@ -10,25 +10,22 @@ partly) never asks the model twice.
 
 from __future__ import annotations
 
-from prefect import flow, task
+from prefect import flow
 from prefect.artifacts import create_markdown_artifact, create_table_artifact
-from prefect.futures import as_completed
 
 from thresher.config import ScorerSpec
 from thresher.flows.artifacts import artifact_key
-from thresher.flows.tasks import _explicit_cache_key, result_of, run_result_storage
+from thresher.flows.mapping import cached_task
+from thresher.flows.score import score_every_shard
 from thresher.judges.runner import JUDGE_STAT_KEYS, build_judge_scorer, judge_shard
-from thresher.progress import stage_progress
-from thresher.scorers.apply import score_cache_key
 from thresher.scorers.base import scorer_key
 from thresher.storage.catalog import build_catalog
-from thresher.storage.parquet_io import read_cache_key
 from thresher.storage.run_dir import RunDir
 
 DEFAULT_JUDGES = (ScorerSpec(name="judge_alpagasus"),)
 
 
-@task(name="judge-shard", cache_key_fn=_explicit_cache_key, persist_result=True, task_run_name="{table}/{shard_id}")
+@cached_task(name="judge-shard", task_run_name="{table}/{shard_id}")
 def judge_shard_task(run_root: str, judge, table: str, shard_id: str, cache_key: str) -> dict:
     return judge_shard(RunDir(run_root), judge, table, shard_id)
 
@@ -101,26 +98,12 @@ def judge_flow(run_dir: str, judges: list[ScorerSpec] | None = None) -> dict:
         raise FileNotFoundError(f"{run.root} is not a thresher run directory (no run.json)")
     built = [build_judge_scorer(spec.name, spec.params, run=run) for spec in (judges or list(DEFAULT_JUDGES))]
     run.stage_started("judge", judges=[scorer_key(j) for j in built])
-    task_ = judge_shard_task.with_options(result_storage=run_result_storage(run))
     stats: list[dict] = []
     for judge in built:
-        parts = [(t, s) for t, s, _ in run.data_parts() if t == judge.table]
-        if not parts:
-            raise ValueError(f"{run.root} has no {judge.table} for {judge.name} to judge")
-        with stage_progress(f"judge {scorer_key(judge)}", len(parts)) as bar:
-            futures = {}
-            for table, shard_id in parts:
-                key = score_cache_key(run, judge, table, shard_id)
-                futures[task_.submit(str(run.root), judge, table, shard_id, key)] = (table, shard_id, key)
-            for future in as_completed(list(futures)):
-                table, shard_id, key = futures[future]
-                result = result_of(future)
-                if read_cache_key(run.score_part(scorer_key(judge), shard_id)) != key:
-                    result = task_.with_options(refresh_cache=True)(str(run.root), judge, table, shard_id, key)
-                if result["skipped"]:  # a cached task result describes the run that computed it
-                    result = {**result, **{k: 0 for k in JUDGE_STAT_KEYS}}
-                stats.append(result)
-                bar.advance(result["rows"])
+        for result in score_every_shard(run, [judge], "judge", table=judge.table, task_=judge_shard_task):
+            if result["skipped"]:  # a cached task result describes the run that computed it
+                result = {**result, **{k: 0 for k in JUDGE_STAT_KEYS}}
+            stats.append(result)
     summary = judge_summary(stats)
     build_catalog(run)
     publish_judge(run, built, summary)

@@ -18,7 +18,6 @@ perplexity stage needs beyond `thresher-score`:
 from __future__ import annotations
 
 import math
-from pathlib import Path
 
 import numpy as np
 import pyarrow.parquet as pq
@@ -29,48 +28,13 @@ from prefect.task_runners import ThreadPoolTaskRunner
 from thresher.config import ScorerSpec
 from thresher.flows.artifacts import artifact_key, publish_score, score_summary
 from thresher.flows.score import score_every_shard
-from thresher.scorers.base import Scorer, scorer_key
+from thresher.scorers.base import scorer_key
+from thresher.scorers.registry import build_scorer
 from thresher.storage.catalog import build_catalog
 from thresher.storage.run_dir import RunDir
 
-# scorer name -> (module:class, perplexity column)
-PERPLEXITY_SCORERS: dict[str, tuple[str, str]] = {
-    "kenlm": ("thresher.perplexity.kenlm_scorer:KenLMPerplexityScorer", "kenlm_perplexity"),
-    "lm_perplexity": ("thresher.perplexity.lm_scorer:CausalLMPerplexityScorer", "lm_perplexity"),
-}
 HISTOGRAM_BINS = 20
 QUANTILES = (0.1, 0.3, 0.5, 0.6, 0.9)
-
-
-def build_perplexity_scorer(spec: ScorerSpec) -> Scorer:
-    """A perplexity scorer from its spec (other names go to the scorer registry)."""
-    if spec.name not in PERPLEXITY_SCORERS:
-        from thresher.scorers.registry import build_scorer
-
-        return build_scorer(spec.name, spec.params)
-    import importlib
-
-    module, _, attr = PERPLEXITY_SCORERS[spec.name][0].partition(":")
-    cls = getattr(importlib.import_module(module), attr)
-    try:
-        return cls(**spec.params)
-    except TypeError as exc:
-        raise ValueError(f"bad parameters for scorer {spec.name!r}: {exc}") from None
-
-
-def prepare_models(scorer: Scorer) -> None:
-    """Fail early on a missing model and convert a GGUF model once, before any task runs."""
-    if scorer.name == "kenlm":
-        model = getattr(scorer, "model", None)
-        if model is None:
-            raise ValueError("the kenlm scorer needs `model` (an ARPA or KenLM binary file)")
-        for path in (model, getattr(scorer, "sentencepiece_model", None)):
-            if path is not None and not Path(path).expanduser().is_file():
-                raise FileNotFoundError(f"KenLM scorer: {path} does not exist")
-    elif scorer.name == "lm_perplexity":
-        from thresher.models.resolve import resolve_model
-
-        resolve_model(scorer.model, allow_download=scorer.allow_download)
 
 
 def perplexity_distribution(run: RunDir, key: str, column: str) -> dict:
@@ -120,15 +84,15 @@ def perplexity_flow(run_dir: str, scorers: list[ScorerSpec]) -> dict:
     parts = run.data_parts()
     if not parts:
         raise ValueError(f"{run.root} has no documents or instructions to score: run `thresher ingest` first")
-    built = [build_perplexity_scorer(spec) for spec in scorers]
-    for scorer in built:
-        prepare_models(scorer)
+    built = [build_scorer(spec.name, spec.params) for spec in scorers]
+    for scorer in built:  # a missing model fails here, once, before any task starts
+        scorer.prepare()
     run.stage_started("perplexity", scorers=[scorer_key(s) for s in built])
     summary = score_summary(score_every_shard(run, built, "perplexity"))
     distributions = []
     for scorer in built:
-        if scorer.name in PERPLEXITY_SCORERS:
-            dist = perplexity_distribution(run, scorer_key(scorer), PERPLEXITY_SCORERS[scorer.name][1])
+        if scorer.perplexity_column is not None:
+            dist = perplexity_distribution(run, scorer_key(scorer), scorer.perplexity_column)
             distributions.append(dist)
             create_markdown_artifact(
                 histogram_markdown(run.root.name, dist),

@@ -3,39 +3,31 @@
 from __future__ import annotations
 
 from prefect import flow
-from prefect.futures import as_completed
 
 from thresher.config import DEFAULT_SCORERS, ScorerSpec
 from thresher.flows.artifacts import publish_score, score_summary
-from thresher.flows.tasks import result_of, run_result_storage, score_shard_task
-from thresher.progress import stage_progress
+from thresher.flows.mapping import Job, map_cached, sidecar_done
+from thresher.flows.tasks import score_shard_task
 from thresher.scorers.apply import score_cache_key
 from thresher.scorers.base import Scorer, scorer_key
 from thresher.scorers.registry import build_scorer
 from thresher.storage.catalog import build_catalog
-from thresher.storage.parquet_io import read_cache_key
 from thresher.storage.run_dir import RunDir
 
 
-def score_every_shard(run: RunDir, scorers: list[Scorer], label: str) -> list[dict]:
-    """Map a score task over every data shard for each scorer, in the calling flow; returns the
-    per-shard stats. A cached shard whose sidecar has since gone is scored again."""
-    parts = run.data_parts()
-    task = score_shard_task.with_options(result_storage=run_result_storage(run))
+def score_every_shard(run: RunDir, scorers: list[Scorer], label: str, *, table: str | None = None,
+                      task_=score_shard_task) -> list[dict]:
+    """Map `task_` (the score task, or one with its signature) over every data shard (of `table`,
+    when given) for each scorer, in the calling flow; the per-shard stats, scorer by scorer."""
+    parts = [(t, s) for t, s, _ in run.data_parts() if table in (None, t)]
+    if not parts:
+        what = table or "documents or instructions"
+        raise ValueError(f"{run.root} has no {what} shards: run `thresher ingest` first")
     stats = []
     for scorer in scorers:
-        with stage_progress(f"{label} {scorer_key(scorer)}", len(parts)) as bar:
-            futures = {}
-            for table, shard_id, _ in parts:
-                key = score_cache_key(run, scorer, table, shard_id)
-                futures[task.submit(str(run.root), scorer, table, shard_id, key)] = (table, shard_id, key)
-            for future in as_completed(list(futures)):
-                table, shard_id, key = futures[future]
-                result = result_of(future)
-                if read_cache_key(run.score_part(scorer_key(scorer), shard_id)) != key:
-                    result = task.with_options(refresh_cache=True)(str(run.root), scorer, table, shard_id, key)
-                stats.append(result)
-                bar.advance(result["rows"])
+        jobs = [Job((str(run.root), scorer, t, shard), score_cache_key(run, scorer, t, shard)) for t, shard in parts]
+        stats += map_cached(run, task_, jobs, label=f"{label} {scorer_key(scorer)}",
+                            done=sidecar_done(run, scorer_key(scorer), shard_arg=3))
     return stats
 
 
