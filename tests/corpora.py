@@ -1,4 +1,4 @@
-"""Test corpora built from the real samples in ../shared/data."""
+"""Test corpora built from the real samples in tests/data."""
 
 from __future__ import annotations
 
@@ -8,17 +8,17 @@ import random
 from pathlib import Path
 
 
-def c4_documents(shared_data: Path) -> list[dict]:
-    with open(shared_data / "c4_sample.jsonl", encoding="utf-8") as handle:
+def c4_documents(sample_data: Path) -> list[dict]:
+    with open(sample_data / "c4_sample.jsonl", encoding="utf-8") as handle:
         return [json.loads(line) for line in handle if line.strip()]
 
 
-def write_c4_shards(shared_data: Path, directory: Path, shards: int, copies: int = 1, seed: int = 0) -> int:
+def write_c4_shards(sample_data: Path, directory: Path, shards: int, copies: int = 1, seed: int = 0) -> int:
     """C4 sample documents spread over `shards` json.gz files, `copies` times each, every copy
     edited (a sentence dropped, words swapped) so the copies are near, not exact, duplicates.
     Returns the number of documents written."""
     rng = random.Random(seed)
-    docs = c4_documents(shared_data)
+    docs = c4_documents(sample_data)
     directory.mkdir(parents=True, exist_ok=True)
     handles = [gzip.open(directory / f"c4-{i:03d}.json.gz", "wt", encoding="utf-8") for i in range(shards)]
     written = 0

@@ -1,4 +1,4 @@
-"""A real source run (Alpaca instructions from ../shared/data) and one real two-round Evol-Instruct
+"""A real source run (Alpaca instructions from tests/data) and one real two-round Evol-Instruct
 run over six of them: SmolLM2-135M evolves and answers, Qwen2.5-Coder-0.5B judges information gain.
 Session-scoped: the stage, resume, flow and CLI tests all read the same run (copies where they
 write), so the models generate it once."""
@@ -24,13 +24,13 @@ CONFIG = AugmentConfig(
 
 
 @pytest.fixture(scope="session")
-def alpaca_source(shared_data, tmp_path_factory) -> RunDir:
+def alpaca_source(sample_data, tmp_path_factory) -> RunDir:
     """A run with the first 40 records of the original Alpaca data as its instructions table."""
     from thresher.flows.ingest import plan_shards
     from thresher.storage.ingest import ingest_shard
 
     root = tmp_path_factory.mktemp("augment-source")
-    records = json.loads((shared_data / "alpaca_5000.json").read_text())[:40]
+    records = json.loads((sample_data / "alpaca_5000.json").read_text())[:40]
     (root / "alpaca.json").write_text(json.dumps(records))
     run = RunDir(root / "source")
     run.init()

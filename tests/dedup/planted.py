@@ -22,14 +22,14 @@ from thresher.dedup.normalize import reference_tokens
 EDIT_RATES = (0.0, 0.005, 0.01, 0.02, 0.03, 0.05, 0.1, 0.2)
 
 
-def c4_texts(shared_data: Path) -> list[str]:
-    with open(shared_data / "c4_sample.jsonl", encoding="utf-8") as handle:
+def c4_texts(sample_data: Path) -> list[str]:
+    with open(sample_data / "c4_sample.jsonl", encoding="utf-8") as handle:
         return [json.loads(line)["text"] for line in handle if line.strip()]
 
 
-def wikipedia_chunks(shared_data: Path, words: int = 300, limit: int = 200) -> list[str]:
+def wikipedia_chunks(sample_data: Path, words: int = 300, limit: int = 200) -> list[str]:
     chunks = []
-    for article in (shared_data / "wikipedia_sample.txt").read_text(encoding="utf-8").splitlines():
+    for article in (sample_data / "wikipedia_sample.txt").read_text(encoding="utf-8").splitlines():
         tokens = article.split()
         chunks += [" ".join(tokens[i : i + words]) for i in range(0, len(tokens) - words // 2, words)]
     return chunks[:limit]
@@ -77,9 +77,9 @@ class PlantedCorpus:
         return {i for p in self.true_pairs(threshold) for i in p}
 
 
-def build(shared_data: Path, seed: int = 0, variants_per_base: int = 2) -> PlantedCorpus:
+def build(sample_data: Path, seed: int = 0, variants_per_base: int = 2) -> PlantedCorpus:
     rng = random.Random(seed)
-    bases = c4_texts(shared_data)
+    bases = c4_texts(sample_data)
     vocabulary = sorted({w for t in bases for w in t.split()})
     texts, kinds = [], []
     for i, base in enumerate(bases):
@@ -89,7 +89,7 @@ def build(shared_data: Path, seed: int = 0, variants_per_base: int = 2) -> Plant
             rate = EDIT_RATES[(i + v * 3) % len(EDIT_RATES)]
             texts.append(edit_words(base, rate, rng, vocabulary))
             kinds.append(f"variant:{rate}")
-    for chunk in wikipedia_chunks(shared_data):
+    for chunk in wikipedia_chunks(sample_data):
         texts.append(chunk)
         kinds.append("unrelated")
     sets = [shingle_set(t) for t in texts]

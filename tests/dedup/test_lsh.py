@@ -62,8 +62,8 @@ def test_band_keys_match_iff_the_band_matches():
 
 
 @pytest.fixture(scope="module")
-def planted(shared_data):
-    return build(shared_data)
+def planted(sample_data):
+    return build(sample_data)
 
 
 def test_candidate_rate_follows_the_s_curve_on_real_text(planted):

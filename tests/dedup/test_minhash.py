@@ -19,8 +19,8 @@ def test_permutations_are_datasketchs_affine32_draw():
         assert np.array_equal(a, reference[0]) and np.array_equal(b, reference[1])
 
 
-def test_signatures_equal_datasketch_fed_the_same_shingle_values(shared_data):
-    texts = c4_texts(shared_data)[:40]
+def test_signatures_equal_datasketch_fed_the_same_shingle_values(sample_data):
+    texts = c4_texts(sample_data)[:40]
     hasher = MinHasher(ngram=5, num_perm=112, seed=7)
     shingles = hasher.shingles(texts)
     signatures = hasher.signatures(shingles)
@@ -31,10 +31,10 @@ def test_signatures_equal_datasketch_fed_the_same_shingle_values(shared_data):
         assert np.array_equal(signatures[d], reference.hashvalues), d
 
 
-def _pairs(shared_data, n_pairs: int = 300):
+def _pairs(sample_data, n_pairs: int = 300):
     """(text_a, text_b, true Jaccard) for real C4 documents and word-edited copies, J spread over (0, 1]."""
     rng = random.Random(3)
-    texts = [t for t in c4_texts(shared_data) if len(t.split()) > 60]
+    texts = [t for t in c4_texts(sample_data) if len(t.split()) > 60]
     vocabulary = sorted({w for t in texts for w in t.split()})
     pairs = []
     for k in range(n_pairs):
@@ -53,11 +53,11 @@ def _datasketch_estimate(a: str, b: str, num_perm: int, seed: int) -> float:
     return sketches[0].jaccard(sketches[1])
 
 
-def test_jaccard_estimates_are_as_good_as_datasketchs(shared_data):
+def test_jaccard_estimates_are_as_good_as_datasketchs(sample_data):
     """Statistical, not equality: over 300 real pairs, thresher's estimation error has no bias and
     the variance MinHash theory predicts, J(1-J)/k, as datasketch's own does (and its seeds)."""
     num_perm = 112
-    pairs = _pairs(shared_data)
+    pairs = _pairs(sample_data)
     truth = np.array([j for _, _, j in pairs])
     assert truth.min() < 0.3 and truth.max() > 0.9 and len(pairs) == 300
 
@@ -81,8 +81,8 @@ def test_jaccard_estimates_are_as_good_as_datasketchs(shared_data):
     assert 0.7 < mse_ratio < 1.4
 
 
-def test_signatures_are_seeded_and_independent_of_batching(shared_data):
-    texts = c4_texts(shared_data)[:50]
+def test_signatures_are_seeded_and_independent_of_batching(sample_data):
+    texts = c4_texts(sample_data)[:50]
     one = MinHasher(seed=1)
     whole = one(texts)
     assert np.array_equal(whole, MinHasher(seed=1)(texts))
@@ -118,8 +118,8 @@ def test_short_and_empty_documents():
 
 
 @pytest.mark.parametrize("ngram", [1, 3, 5, 9])
-def test_shingles_are_the_reference_ngram_sets(shared_data, ngram):
-    texts = c4_texts(shared_data)[:30]
+def test_shingles_are_the_reference_ngram_sets(sample_data, ngram):
+    texts = c4_texts(sample_data)[:30]
     shingles = shingle_batch(texts, ngram)
     for d, text in enumerate(texts):
         reference = shingle_set(text, ngram)

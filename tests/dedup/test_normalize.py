@@ -34,14 +34,14 @@ TRICKY = [
 ]
 
 
-def udhr_samples(shared_data, limit: int = 60) -> list[str]:
-    with zipfile.ZipFile(shared_data / "udhr2.zip") as archive:
+def udhr_samples(sample_data, limit: int = 60) -> list[str]:
+    with zipfile.ZipFile(sample_data / "udhr2.zip") as archive:
         names = sorted(n for n in archive.namelist() if n.endswith(".txt"))[:: max(1, 389 // limit)]
         return [archive.read(n).decode("utf-8", errors="replace")[:4000] for n in names]
 
 
-def test_vectorised_tokens_equal_the_reference_on_real_text(shared_data):
-    texts = c4_texts(shared_data) + udhr_samples(shared_data) + TRICKY
+def test_vectorised_tokens_equal_the_reference_on_real_text(sample_data):
+    texts = c4_texts(sample_data) + udhr_samples(sample_data) + TRICKY
     batch = tokenize_batch(texts)
     mismatches = [i for i, text in enumerate(texts) if batch.tokens(i) != reference_tokens(text)]
     assert not mismatches, [(texts[i][:80], batch.tokens(i)[:10], reference_tokens(texts[i])[:10])
@@ -73,8 +73,8 @@ def test_normalisation_folds_case_punctuation_digits_and_width(a, b):
     assert ha == hb
 
 
-def test_exact_hash_separates_different_texts(shared_data):
-    texts = c4_texts(shared_data)
+def test_exact_hash_separates_different_texts(sample_data):
+    texts = c4_texts(sample_data)
     hashes = exact_hashes(shingle_batch(texts, 5))
     distinct_texts = {reference_normalized_text(t) for t in texts}
     assert len(set(hashes)) == len(distinct_texts)

@@ -18,8 +18,8 @@ from thresher.dedup import DedupConfig, dedup_run
 
 
 @pytest.fixture(scope="module")
-def planted(shared_data):
-    return build(shared_data)
+def planted(sample_data):
+    return build(sample_data)
 
 
 @pytest.fixture(scope="module")

@@ -25,8 +25,8 @@ from thresher.storage.run_dir import RunDir
 
 
 @pytest.fixture(scope="module")
-def corpus(shared_data):
-    planted = build(shared_data)
+def corpus(sample_data):
+    planted = build(sample_data)
     keep = [i for i, kind in enumerate(planted.kinds) if kind != "unrelated"][:240]
     keep += [i for i, kind in enumerate(planted.kinds) if kind == "unrelated"][:60]
     texts = [planted.texts[i] for i in keep]
@@ -248,8 +248,8 @@ def test_incremental_dedup_against_a_prior_run(corpus, tmp_path):
     assert read_dir(new.root / "dedup" / "clusters").equals(before)
 
 
-def test_documents_and_instructions_are_deduplicated_separately(corpus, shared_data, tmp_path):
-    records = json.loads((shared_data / "alpaca_sample.json").read_text(encoding="utf-8"))
+def test_documents_and_instructions_are_deduplicated_separately(corpus, sample_data, tmp_path):
+    records = json.loads((sample_data / "alpaca_sample.json").read_text(encoding="utf-8"))
     inputs = tmp_path / "inputs"
     inputs.mkdir()
     (inputs / "alpaca-a.json").write_text(json.dumps(records[:80]))

@@ -17,10 +17,10 @@ from thresher.storage.catalog import build_catalog
 
 
 @pytest.fixture(scope="session")
-def udhr_texts(shared_data) -> list[str]:
+def udhr_texts(sample_data) -> list[str]:
     """The Universal Declaration of Human Rights in ~380 languages and many scripts."""
     texts = []
-    with zipfile.ZipFile(shared_data / "udhr2.zip") as archive:
+    with zipfile.ZipFile(sample_data / "udhr2.zip") as archive:
         for name in archive.namelist():
             try:
                 texts.append(archive.read(name).decode("utf-8"))
@@ -30,16 +30,16 @@ def udhr_texts(shared_data) -> list[str]:
 
 
 @pytest.fixture(scope="session")
-def dsir_targets(shared_data, tmp_path_factory) -> dict[str, Path]:
-    return build_targets(shared_data, tmp_path_factory.mktemp("dsir-targets"))
+def dsir_targets(sample_data, tmp_path_factory) -> dict[str, Path]:
+    return build_targets(sample_data, tmp_path_factory.mktemp("dsir-targets"))
 
 
 @pytest.fixture(scope="session")
-def wiki_web_run(shared_data, dsir_targets, tmp_path_factory):
+def wiki_web_run(sample_data, dsir_targets, tmp_path_factory):
     """A run of 600 C4 documents + 100 Wikipedia chunks, fitted toward other Wikipedia articles,
     weighted and catalogued. Returns (run, fitted, pool files)."""
     directory = tmp_path_factory.mktemp("wiki-web")
-    pool = build_pool(shared_data, directory / "pool", wiki_docs=100, c4_copies=3)
+    pool = build_pool(sample_data, directory / "pool", wiki_docs=100, c4_copies=3)
     run = ingest_files(directory / "run", list(pool.values()), seed=7)
     config = DsirConfig(targets=[DsirTarget(name="wiki", inputs=[InputSpec(paths=[str(dsir_targets["wiki"])])])])
     fitted = fit_dsir(run, config)

@@ -1,4 +1,4 @@
-"""Two- and three-domain corpora from the real samples in ../shared/data.
+"""Two- and three-domain corpora from the real samples in tests/data.
 
 - web: C4 documents (c4_sample.jsonl), optionally repeated with two words swapped per copy;
 - wiki: Wikipedia articles (wikipedia_sample.txt, one article per line) cut into paragraph-sized
@@ -24,8 +24,8 @@ from thresher.storage.run_dir import RunDir
 _SENTENCE_END = re.compile(r"(?<=[.!?])(?=[A-Z])|(?<=[.!?])\s+")
 
 
-def wiki_chunks(shared_data: Path, articles: range, min_words: int = 150) -> list[str]:
-    lines = [line for line in (shared_data / "wikipedia_sample.txt").read_text(encoding="utf-8").split("\n")
+def wiki_chunks(sample_data: Path, articles: range, min_words: int = 150) -> list[str]:
+    lines = [line for line in (sample_data / "wikipedia_sample.txt").read_text(encoding="utf-8").split("\n")
              if line.strip()]
     chunks = []
     for index in articles:
@@ -42,9 +42,9 @@ def wiki_chunks(shared_data: Path, articles: range, min_words: int = 150) -> lis
     return chunks
 
 
-def c4_texts(shared_data: Path, copies: int = 1, seed: int = 0) -> list[str]:
+def c4_texts(sample_data: Path, copies: int = 1, seed: int = 0) -> list[str]:
     rng = random.Random(seed)
-    base = [json.loads(line)["text"] for line in open(shared_data / "c4_sample.jsonl", encoding="utf-8")
+    base = [json.loads(line)["text"] for line in open(sample_data / "c4_sample.jsonl", encoding="utf-8")
             if line.strip()]
     out = []
     for copy in range(copies):
@@ -57,8 +57,8 @@ def c4_texts(shared_data: Path, copies: int = 1, seed: int = 0) -> list[str]:
     return out
 
 
-def alpaca_records(shared_data: Path) -> list[dict]:
-    return json.loads((shared_data / "alpaca_5000.json").read_text(encoding="utf-8"))
+def alpaca_records(sample_data: Path) -> list[dict]:
+    return json.loads((sample_data / "alpaca_5000.json").read_text(encoding="utf-8"))
 
 
 def write_jsonl(path: Path, texts: list[str]) -> Path:
@@ -74,27 +74,27 @@ def alpaca_text(record: dict) -> str:
     return "\n\n".join(p for p in parts if p)
 
 
-def build_pool(shared_data: Path, directory: Path, *, wiki_docs: int, c4_copies: int = 1,
+def build_pool(sample_data: Path, directory: Path, *, wiki_docs: int, c4_copies: int = 1,
                alpaca_docs: int = 0, seed: int = 0) -> dict[str, Path]:
     """The mixture's input files, one per domain (the file name is the catalog's `source`)."""
     rng = random.Random(seed)
-    pool_wiki = wiki_chunks(shared_data, range(15, 30))
+    pool_wiki = wiki_chunks(sample_data, range(15, 30))
     files = {
-        "c4": write_jsonl(directory / "c4.jsonl", c4_texts(shared_data, c4_copies, seed)),
+        "c4": write_jsonl(directory / "c4.jsonl", c4_texts(sample_data, c4_copies, seed)),
         "wiki": write_jsonl(directory / "wiki.jsonl", rng.sample(pool_wiki, wiki_docs)),
     }
     if alpaca_docs:
-        records = alpaca_records(shared_data)[:2500]
+        records = alpaca_records(sample_data)[:2500]
         texts = [alpaca_text(r) for r in rng.sample(records, alpaca_docs)]
         files["alpaca"] = write_jsonl(directory / "alpaca.jsonl", texts)
     return files
 
 
-def build_targets(shared_data: Path, directory: Path) -> dict[str, Path]:
+def build_targets(sample_data: Path, directory: Path) -> dict[str, Path]:
     directory.mkdir(parents=True, exist_ok=True)
     alpaca = directory / "alpaca_target.json"
-    alpaca.write_text(json.dumps(alpaca_records(shared_data)[2500:]), encoding="utf-8")
-    return {"wiki": write_jsonl(directory / "wiki_target.jsonl", wiki_chunks(shared_data, range(0, 15))),
+    alpaca.write_text(json.dumps(alpaca_records(sample_data)[2500:]), encoding="utf-8")
+    return {"wiki": write_jsonl(directory / "wiki_target.jsonl", wiki_chunks(sample_data, range(0, 15))),
             "alpaca": alpaca}
 
 

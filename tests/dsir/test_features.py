@@ -41,9 +41,9 @@ def test_tokens_equal_nltk_wordpunct_in_every_udhr_language(udhr_texts):
 
 
 @pytest.mark.parametrize("ngrams,buckets", [(1, 10_000), (2, 10_000), (2, 97), (3, 10_000)])
-def test_counts_equal_the_reference(shared_data, udhr_texts, ngrams, buckets):
+def test_counts_equal_the_reference(sample_data, udhr_texts, ngrams, buckets):
     reference = pytest.importorskip("data_selection.hashed_ngram_dsir")
-    texts = c4_texts(shared_data)[:60] + udhr_texts[::8] + EDGE_CASES
+    texts = c4_texts(sample_data)[:60] + udhr_texts[::8] + EDGE_CASES
     ours = HashedNgramFeaturizer(ngrams=ngrams, num_buckets=buckets).batch_counts(texts)
     theirs = np.stack([reference.get_ngram_counts(t, n=ngrams, num_buckets=buckets) for t in texts])
     assert ours.shape == theirs.shape
@@ -52,8 +52,8 @@ def test_counts_equal_the_reference(shared_data, udhr_texts, ngrams, buckets):
     assert ours.sum() > 100_000  # real work was compared
 
 
-def test_bounded_caches_give_the_same_features(shared_data):
-    texts = c4_texts(shared_data)[:80]
+def test_bounded_caches_give_the_same_features(sample_data):
+    texts = c4_texts(sample_data)[:80]
     expected = HashedNgramFeaturizer().batch_counts(texts)
     tiny = HashedNgramFeaturizer(token_cache=64, ngram_cache=128)
     generations = set()
@@ -65,10 +65,10 @@ def test_bounded_caches_give_the_same_features(shared_data):
     assert any(k.startswith("tokens/") for k in features.cache_sizes())
 
 
-def test_featurize_is_thread_safe(shared_data):
+def test_featurize_is_thread_safe(sample_data):
     from concurrent.futures import ThreadPoolExecutor
 
-    texts = c4_texts(shared_data)[:120]
+    texts = c4_texts(sample_data)[:120]
     expected = HashedNgramFeaturizer(num_buckets=3000).batch_counts(texts)
     features.clear_caches()
     featurizer = HashedNgramFeaturizer(num_buckets=3000, token_cache=2000, ngram_cache=20_000)

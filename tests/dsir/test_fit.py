@@ -29,12 +29,12 @@ from thresher.storage.catalog import build_catalog, open_catalog
 
 
 @pytest.fixture(scope="module")
-def small_run(shared_data, tmp_path_factory):
+def small_run(sample_data, tmp_path_factory):
     directory = tmp_path_factory.mktemp("fit")
-    pool = build_pool(shared_data, directory / "pool", wiki_docs=30, alpaca_docs=40)
+    pool = build_pool(sample_data, directory / "pool", wiki_docs=30, alpaca_docs=40)
     run = ingest_files(directory / "run", list(pool.values()))
     build_catalog(run)
-    target = write_jsonl(directory / "target.jsonl", wiki_chunks(shared_data, range(0, 3)))
+    target = write_jsonl(directory / "target.jsonl", wiki_chunks(sample_data, range(0, 3)))
     return run, target, directory
 
 
@@ -137,12 +137,12 @@ def test_save_load_roundtrip_catalog_view_and_corruption(small_run):
         load_fit(run, "0000")
 
 
-def test_fit_identity_follows_content(small_run, tmp_path, shared_data):
+def test_fit_identity_follows_content(small_run, tmp_path, sample_data):
     run, target, _ = small_run
-    copy = write_jsonl(tmp_path / "copy.jsonl", wiki_chunks(shared_data, range(0, 3)))
+    copy = write_jsonl(tmp_path / "copy.jsonl", wiki_chunks(sample_data, range(0, 3)))
     assert fit_identity(run, _config(target)) == fit_identity(run, _config(copy))  # moved file, same content
     assert fit_identity(run, _config(target)) != fit_identity(run, _config(target, num_buckets=5000))
-    edited = write_jsonl(tmp_path / "edited.jsonl", wiki_chunks(shared_data, range(0, 4)))
+    edited = write_jsonl(tmp_path / "edited.jsonl", wiki_chunks(sample_data, range(0, 4)))
     assert fit_identity(run, _config(target)) != fit_identity(run, _config(edited))
     with_selection = _config(target).model_copy(update={"selection": DsirSelection(name="x", k=3)})
     assert fit_identity(run, with_selection) == fit_identity(run, _config(target))

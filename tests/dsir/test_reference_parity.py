@@ -22,12 +22,12 @@ reference = pytest.importorskip("data_selection")
 
 
 @pytest.fixture(scope="module")
-def files(shared_data, tmp_path_factory):
+def files(sample_data, tmp_path_factory):
     directory = tmp_path_factory.mktemp("parity")
-    raw_texts = c4_texts(shared_data) + wiki_chunks(shared_data, range(15, 30))[:60]
+    raw_texts = c4_texts(sample_data) + wiki_chunks(sample_data, range(15, 30))[:60]
     return {
         "raw": write_jsonl(directory / "raw.jsonl", raw_texts),
-        "target": write_jsonl(directory / "target.jsonl", wiki_chunks(shared_data, range(0, 15))),
+        "target": write_jsonl(directory / "target.jsonl", wiki_chunks(sample_data, range(0, 15))),
         "dir": directory,
         "raw_texts": raw_texts,
     }

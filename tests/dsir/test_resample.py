@@ -285,8 +285,8 @@ def test_weights_of_another_fit_are_refused(wiki_web_run, dsir_targets):
         select_dsir(run, other, DsirSelection(name="stale", k=5))
 
 
-def test_several_targets_with_proportions(shared_data, dsir_targets, tmp_path):
-    pool = build_pool(shared_data, tmp_path / "pool", wiki_docs=60, alpaca_docs=150)
+def test_several_targets_with_proportions(sample_data, dsir_targets, tmp_path):
+    pool = build_pool(sample_data, tmp_path / "pool", wiki_docs=60, alpaca_docs=150)
     run = ingest_files(tmp_path / "run", list(pool.values()))
     config = DsirConfig(targets=[
         DsirTarget(name="wiki", inputs=[InputSpec(paths=[str(dsir_targets["wiki"])])]),

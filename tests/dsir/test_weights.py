@@ -35,8 +35,8 @@ def _fitted(texts_raw: list[str], targets: dict[str, list[str]], buckets: int = 
 
 
 @pytest.fixture(scope="module")
-def fitted(shared_data) -> FittedDsir:
-    texts = c4_texts(shared_data)
+def fitted(sample_data) -> FittedDsir:
+    texts = c4_texts(sample_data)
     return _fitted(texts, {"recipes": [t for t in texts if "recipe" in t.lower()], "news": texts[:20]})
 
 
@@ -45,9 +45,9 @@ def _batch(texts: list[str | None]) -> pa.RecordBatch:
                                        "text": pa.array(texts, pa.large_string())})
 
 
-def test_scorer_contract_columns_and_values(fitted, shared_data):
+def test_scorer_contract_columns_and_values(fitted, sample_data):
     scorer = DsirScorer.from_fit(fitted)
-    texts = c4_texts(shared_data)[:50] + ["", None, "one"]
+    texts = c4_texts(sample_data)[:50] + ["", None, "one"]
     batch = _batch(texts)
     result = check_output(scorer, batch, scorer.score(batch))
     assert result.schema.names == ["doc_id", NUM_TOKENS_COLUMN, "dsir_recipes_log_weight", "dsir_news_log_weight"]

@@ -22,8 +22,8 @@ def embed_config() -> EmbedConfig:
 
 
 @pytest.fixture(scope="session")
-def instruction_files(shared_data, tmp_path_factory):
-    return write_corpus(shared_data, tmp_path_factory.mktemp("embed-corpus"))
+def instruction_files(sample_data, tmp_path_factory):
+    return write_corpus(sample_data, tmp_path_factory.mktemp("embed-corpus"))
 
 
 @pytest.fixture(scope="session")

@@ -1,6 +1,6 @@
 """A real instruction corpus with planted semantic duplicates, and the truth about them.
 
-Both instruction files of ../shared/data hold records of the Stanford Alpaca 52k set:
+Both instruction files of tests/data hold records of the Stanford Alpaca 52k set:
 `alpaca_5000.json` with the original text-davinci-003 responses, `alpaca_sample.json` with GPT-4
 responses to other records of the same set. 95 instructions (with their inputs) occur in both:
 the same request answered twice, independently, by two models. Those pairs are the planted
@@ -29,9 +29,9 @@ def _key(record: dict) -> tuple[str, str]:
     return record["instruction"].strip(), record.get("input", "").strip()
 
 
-def write_corpus(shared_data: Path, directory: Path, background: int = 300, seed: int = 0) -> list[Path]:
-    davinci = json.loads((shared_data / "alpaca_5000.json").read_text(encoding="utf-8"))
-    gpt4 = json.loads((shared_data / "alpaca_sample.json").read_text(encoding="utf-8"))
+def write_corpus(sample_data: Path, directory: Path, background: int = 300, seed: int = 0) -> list[Path]:
+    davinci = json.loads((sample_data / "alpaca_5000.json").read_text(encoding="utf-8"))
+    gpt4 = json.loads((sample_data / "alpaca_sample.json").read_text(encoding="utf-8"))
     in_davinci, in_gpt4 = {_key(r) for r in davinci}, {_key(r) for r in gpt4}
     rng = random.Random(seed)
     files = []

@@ -80,11 +80,11 @@ def test_embeddings_flow_end_to_end(embedded_run, planted, embed_config, tmp_pat
     assert again["diversity"][0]["selected_rows"] == 150
 
 
-def test_embed_flow_caches_recovers_and_cli(shared_data, tmp_path):
+def test_embed_flow_caches_recovers_and_cli(sample_data, tmp_path):
     from thresher.flows.embeddings import embed_flow
     from thresher.flows.ingest import ingest_flow
 
-    records = json.loads((shared_data / "alpaca_sample.json").read_text())[:60]
+    records = json.loads((sample_data / "alpaca_sample.json").read_text())[:60]
     records += [dict(r, output=r["output"] + " ") for r in records[:5]]  # five near-copies
     source = tmp_path / "small.json"
     source.write_text(json.dumps(records))

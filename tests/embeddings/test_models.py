@@ -16,9 +16,9 @@ from thresher.embeddings.scorer import EmbeddingScorer, arrow_to_vectors, vector
 from thresher.scorers.base import check_output, scorer_params_hash
 
 
-def _real_texts(shared_data, n_c4: int = 24, n_alpaca: int = 24) -> list[str]:
-    c4 = [json.loads(line)["text"] for line in (shared_data / "c4_sample.jsonl").read_text().splitlines()[:n_c4]]
-    alpaca = json.loads((shared_data / "alpaca_sample.json").read_text())[:n_alpaca]
+def _real_texts(sample_data, n_c4: int = 24, n_alpaca: int = 24) -> list[str]:
+    c4 = [json.loads(line)["text"] for line in (sample_data / "c4_sample.jsonl").read_text().splitlines()[:n_c4]]
+    alpaca = json.loads((sample_data / "alpaca_sample.json").read_text())[:n_alpaca]
     return c4 + [f"{r['instruction']}\n\n{r['output']}" for r in alpaca]
 
 
@@ -45,10 +45,10 @@ def test_directory_description_and_errors(tmp_path):
         locate_embedding_model("no such thing")
 
 
-def test_onnx_int8_matches_sentence_transformers_fp32(shared_data):
+def test_onnx_int8_matches_sentence_transformers_fp32(sample_data):
     """The int8 ONNX build and the fp32 sentence-transformers model give the same vectors (cosine
     >= 0.98 on real web and instruction text), the same token counts and truncation flags."""
-    texts = _real_texts(shared_data)
+    texts = _real_texts(sample_data)
     onnx = EmbeddingScorer(backend="onnx").embed(texts)
     st = EmbeddingScorer(backend="sentence_transformers").embed(texts)
     for encoded in (onnx, st):

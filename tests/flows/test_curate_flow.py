@@ -43,9 +43,9 @@ def recipe_for(tmp_path: Path, inputs: Path, name: str = "web") -> Recipe:
 
 
 @pytest.fixture(scope="module")
-def c4_inputs(shared_data, tmp_path_factory) -> Path:
+def c4_inputs(sample_data, tmp_path_factory) -> Path:
     directory = tmp_path_factory.mktemp("c4")
-    write_c4_shards(shared_data, directory, shards=4)
+    write_c4_shards(sample_data, directory, shards=4)
     # A real shard cut short in transit: the reader keeps what precedes the cut.
     whole = (directory / "c4-003.json.gz").read_bytes()
     (directory / "c4-cut.json.gz").write_bytes(whole[: len(whole) // 2])
@@ -120,9 +120,9 @@ def _subprocess_env() -> dict:
 
 @pytest.mark.slow
 @pytest.mark.parametrize("kill_when", ["documents", "scores/heuristics@1"])
-def test_killed_curate_resumes_to_identical_outputs(tmp_path, shared_data, kill_when):
+def test_killed_curate_resumes_to_identical_outputs(tmp_path, sample_data, kill_when):
     inputs = tmp_path / "inputs"
-    total = write_c4_shards(shared_data, inputs, shards=12, copies=25)
+    total = write_c4_shards(sample_data, inputs, shards=12, copies=25)
     env = _subprocess_env()
 
     reference = recipe_for(tmp_path, inputs, "reference")

@@ -22,9 +22,9 @@ pytestmark = pytest.mark.usefixtures("prefect_harness")
 
 
 @pytest.fixture(scope="module")
-def c4_inputs(shared_data, tmp_path_factory) -> Path:
+def c4_inputs(sample_data, tmp_path_factory) -> Path:
     directory = tmp_path_factory.mktemp("c4-dedup")
-    write_c4_shards(shared_data, directory, shards=3, copies=3)  # every document 3x, copies edited
+    write_c4_shards(sample_data, directory, shards=3, copies=3)  # every document 3x, copies edited
     return directory
 
 
@@ -81,13 +81,13 @@ def test_dedup_flow_end_to_end_then_resumes(tmp_path, c4_inputs):
 
 
 @pytest.mark.slow
-def test_killed_dedup_resumes_to_identical_outputs(tmp_path, shared_data):
+def test_killed_dedup_resumes_to_identical_outputs(tmp_path, sample_data):
     from prefect.settings import PREFECT_API_URL
 
     from thresher.flows.dedup import dedup_flow
 
     inputs = tmp_path / "inputs"
-    write_c4_shards(shared_data, inputs, shards=12, copies=20)
+    write_c4_shards(sample_data, inputs, shards=12, copies=20)
     reference, interrupted = tmp_path / "reference", tmp_path / "interrupted"
     for run_dir in (reference, interrupted):
         _ingest(run_dir, inputs)

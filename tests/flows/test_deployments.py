@@ -57,10 +57,10 @@ def test_prefect_deploy_all_validates_the_file():
             assert [s.schedule.cron for s in stored.schedules] == [cron]
 
 
-def test_deployed_entry_point_curates_a_recipe_file(tmp_path, shared_data):
+def test_deployed_entry_point_curates_a_recipe_file(tmp_path, sample_data):
     from thresher.flows.curate import curate_recipe_flow
 
-    write_c4_shards(shared_data, tmp_path / "data", shards=2)
+    write_c4_shards(sample_data, tmp_path / "data", shards=2)
     (tmp_path / "recipe.yaml").write_text("name: tiny\nrun_dir: run\ninputs:\n  - paths: [data]\n")
     result = curate_recipe_flow(str(tmp_path / "recipe.yaml"))
     assert result["ingest"]["rows_written"] == 200

@@ -21,10 +21,10 @@ runner = CliRunner()
 
 
 @pytest.fixture(scope="module")
-def inputs(shared_data, tmp_path_factory) -> dict[str, Path]:
+def inputs(sample_data, tmp_path_factory) -> dict[str, Path]:
     directory = tmp_path_factory.mktemp("dsir-flow")
-    pool = build_pool(shared_data, directory / "pool", wiki_docs=60)
-    return {**pool, **{f"target_{k}": v for k, v in build_targets(shared_data, directory / "targets").items()},
+    pool = build_pool(sample_data, directory / "pool", wiki_docs=60)
+    return {**pool, **{f"target_{k}": v for k, v in build_targets(sample_data, directory / "targets").items()},
             "dir": directory}
 
 

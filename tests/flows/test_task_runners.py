@@ -11,11 +11,11 @@ pytestmark = pytest.mark.usefixtures("prefect_harness")
 
 
 @pytest.mark.slow
-def test_curate_on_a_local_dask_cluster_matches_threads(tmp_path, shared_data):
+def test_curate_on_a_local_dask_cluster_matches_threads(tmp_path, sample_data):
     from thresher.flows.curate import curate_flow
 
     inputs = tmp_path / "inputs"
-    write_c4_shards(shared_data, inputs, shards=4)
+    write_c4_shards(sample_data, inputs, shards=4)
     results = {}
     for kind in ("threads", "dask"):
         recipe = Recipe(name=f"on-{kind}", run_dir=str(tmp_path / kind), inputs=[InputSpec(paths=[str(inputs)])],

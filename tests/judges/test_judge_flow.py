@@ -25,14 +25,14 @@ JUDGES = [
 
 
 @pytest.fixture(scope="module")
-def run(shared_data, tmp_path_factory, smollm2):
+def run(sample_data, tmp_path_factory, smollm2):
     from thresher.flows.ingest import plan_shards
     from thresher.storage.ingest import ingest_shard
 
     root = tmp_path_factory.mktemp("judge-run")
-    records = json.loads((shared_data / "alpaca_sample.json").read_text())
+    records = json.loads((sample_data / "alpaca_sample.json").read_text())
     (root / "alpaca.json").write_text(json.dumps(records[:12]))
-    docs = (shared_data / "c4_sample.jsonl").read_text().splitlines()[:5]
+    docs = (sample_data / "c4_sample.jsonl").read_text().splitlines()[:5]
     (root / "web.jsonl").write_text("\n".join(docs) + "\n")
     run = RunDir(root / "run")
     run.init()
@@ -101,7 +101,7 @@ def test_calibration_against_a_label_file(run, tmp_path):
     assert c.n == 6 and c.positive_threshold == 2.0 and "labels.jsonl" in c.reference
 
 
-def test_cli(run, shared_data):
+def test_cli(run, sample_data):
     from thresher.cli.judges import app
 
     runner = CliRunner()
@@ -115,7 +115,7 @@ def test_cli(run, shared_data):
     assert bad.exit_code == 2 and "unknown judge" in bad.output
     neither = runner.invoke(app, ["calibrate", str(run.root)])
     assert neither.exit_code == 2 and "--labels FILE or --degraded N" in neither.output
-    attacked = runner.invoke(app, ["injection", str(shared_data / "alpaca_sample.json"), "-j", "judge_alpagasus",
+    attacked = runner.invoke(app, ["injection", str(sample_data / "alpaca_sample.json"), "-j", "judge_alpagasus",
                                    "--model", SMOLLM2, "--n", "2", *options])
     assert attacked.exit_code == 0, attacked.output
     table = attacked.output

@@ -25,8 +25,8 @@ FP32 = {"dtype": "float32"}
 
 
 @pytest.fixture(scope="module")
-def alpaca(shared_data):
-    return json.loads((shared_data / "alpaca_sample.json").read_text())
+def alpaca(sample_data):
+    return json.loads((sample_data / "alpaca_sample.json").read_text())
 
 
 def rows_of(records):

@@ -23,8 +23,8 @@ MEASURED: dict[str, float] = {}
 
 
 @pytest.fixture(scope="module")
-def labelled(shared_data):
-    records = json.loads((shared_data / "alpaca_sample.json").read_text())
+def labelled(sample_data):
+    records = json.loads((sample_data / "alpaca_sample.json").read_text())
     return degraded_pairs(records, N_PAIRS, seed=0, max_words=60)
 
 
@@ -56,13 +56,13 @@ def test_real_answers_outscore_degraded_ones(qwen, labelled, task, mode, floor):
     assert auc >= floor
 
 
-def test_educational_value_judge_on_wikipedia_and_c4(qwen, shared_data):
+def test_educational_value_judge_on_wikipedia_and_c4(qwen, sample_data):
     """Qwen2.5-Coder-0.5B cannot judge educational value: on this 6 + 6 sample its expected score
     gives AUC 0.667, but 0.53 on 8 + 8 and 0.51 on 12 + 12 (bench/judge_modes.py), within 3.1-3.5
     for every page; generating, it answers on a 0-100 scale ("Educational score: 50"), which the
     judge reports as out of range with the reply kept. Use a larger judge for this task."""
-    wiki = [line for line in (shared_data / "wikipedia_sample.txt").read_text().splitlines() if len(line) > 1500][:6]
-    c4 = [json.loads(line)["text"] for line in (shared_data / "c4_sample.jsonl").read_text().splitlines()]
+    wiki = [line for line in (sample_data / "wikipedia_sample.txt").read_text().splitlines() if len(line) > 1500][:6]
+    c4 = [json.loads(line)["text"] for line in (sample_data / "c4_sample.jsonl").read_text().splitlines()]
     c4 = [t for t in c4 if len(t) > 800][:6]
     judge = build_judge("edu", model=QWEN, max_input_tokens=320)
     judgments = judge.judge_rows([{"text": t} for t in wiki + c4])

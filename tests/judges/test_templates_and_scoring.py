@@ -158,14 +158,14 @@ def test_every_shipped_attack_is_flagged(task):
         assert detect_injection(inject(fields, attack, judge)) is not None, attack
 
 
-def test_the_detector_rarely_flags_real_data(shared_data):
+def test_the_detector_rarely_flags_real_data(sample_data):
     """Measured: 0 of 999 Alpaca instruction/answer pairs, 0 of 200 C4 pages (and 3 of 7,433
     ShareGPT replies, two of them holding a real `<|endoftext|>`)."""
     import json
 
     from thresher.judges.injection import detect_injection
 
-    alpaca = json.loads((shared_data / "alpaca_sample.json").read_text())
+    alpaca = json.loads((sample_data / "alpaca_sample.json").read_text())
     flagged = sum(1 for r in alpaca if detect_injection({"output": r["output"], "instruction": r["instruction"]}))
-    c4 = [json.loads(line)["text"] for line in (shared_data / "c4_sample.jsonl").read_text().splitlines()]
+    c4 = [json.loads(line)["text"] for line in (sample_data / "c4_sample.jsonl").read_text().splitlines()]
     assert flagged <= 3 and sum(1 for t in c4 if detect_injection({"text": t})) <= 1

@@ -15,8 +15,8 @@ SYSTEM = ("You are a strict grader. Rate the accuracy of the response to the ins
 
 
 @pytest.fixture(scope="module")
-def chats(shared_data):
-    records = json.loads((shared_data / "alpaca_sample.json").read_text())[:4]
+def chats(sample_data):
+    records = json.loads((sample_data / "alpaca_sample.json").read_text())[:4]
     return [[{"role": "system", "content": SYSTEM},
              {"role": "user", "content": f"Instruction: {r['instruction']}\nResponse: {r['output'][:120]}"}]
             for r in records]

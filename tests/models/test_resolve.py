@@ -6,7 +6,7 @@ import time
 
 import pytest
 
-from tests.scorers import perplexity_data as pdata
+from tests.perplexity import perplexity_data as pdata
 from thresher.models.resolve import (
     PACKAGED_MODELS,
     ModelResolveError,
@@ -183,13 +183,13 @@ def test_conversion_is_atomic_single_and_not_fooled_by_leftovers(tmp_path, monke
     assert convert_gguf(gguf, cache) != key_dir
 
 
-def test_converted_smollm2_scores_english_below_gibberish(smollm2, shared_data):
+def test_converted_smollm2_scores_english_below_gibberish(smollm2, sample_data):
     import pyarrow as pa
 
     from thresher.perplexity.lm_scorer import CausalLMPerplexityScorer
 
     path, _, _ = smollm2
-    clean = pdata.evaluation_paragraphs(shared_data, count=4)
+    clean = pdata.evaluation_paragraphs(sample_data, count=4)
     gibberish = pdata.corrupted(clean)["random_chars"]
     scorer = CausalLMPerplexityScorer(model=str(path), max_tokens=48, batch_size=8)
     texts = clean + gibberish

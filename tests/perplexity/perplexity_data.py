@@ -36,16 +36,16 @@ MENU_ITEMS = [
 ]
 
 
-def wiki_articles(shared_data: Path) -> list[str]:
-    lines = (shared_data / "wikipedia_sample.txt").read_text(encoding="utf-8").split("\n")
+def wiki_articles(sample_data: Path) -> list[str]:
+    lines = (sample_data / "wikipedia_sample.txt").read_text(encoding="utf-8").split("\n")
     return [line for line in lines if line.strip()]
 
 
-def wikitext_documents(shared_data: Path) -> list[str]:
+def wikitext_documents(sample_data: Path) -> list[str]:
     """WikiText-2 validation paragraphs, detokenised (" @-@ " → "-", no space before punctuation);
     headings dropped and `<unk>` (its rare-word placeholder) removed."""
     documents = []
-    for line in (shared_data / "wikitext2_valid.txt").read_text(encoding="utf-8").split("\n"):
+    for line in (sample_data / "wikitext2_valid.txt").read_text(encoding="utf-8").split("\n"):
         line = line.strip()
         if not line or line.startswith("="):
             continue
@@ -55,8 +55,8 @@ def wikitext_documents(shared_data: Path) -> list[str]:
     return documents
 
 
-def training_articles(shared_data: Path) -> list[str]:
-    return wiki_articles(shared_data)[0::2] + wikitext_documents(shared_data)
+def training_articles(sample_data: Path) -> list[str]:
+    return wiki_articles(sample_data)[0::2] + wikitext_documents(sample_data)
 
 
 def paragraphs(article: str, min_words: int = 40, max_words: int = 160) -> list[str]:
@@ -68,8 +68,8 @@ def paragraphs(article: str, min_words: int = 40, max_words: int = 160) -> list[
     return found
 
 
-def evaluation_paragraphs(shared_data: Path, count: int = 120, seed: int = 0) -> list[str]:
-    pool = [p for article in wiki_articles(shared_data)[1::2] for p in paragraphs(article)]
+def evaluation_paragraphs(sample_data: Path, count: int = 120, seed: int = 0) -> list[str]:
+    pool = [p for article in wiki_articles(sample_data)[1::2] for p in paragraphs(article)]
     return random.Random(seed).sample(pool, min(count, len(pool)))
 
 
@@ -121,17 +121,17 @@ TEST_PROXY = dict(steps=400, vocab_size=1024, n_layer=2, n_head=4, n_embd=64, bl
 
 
 @functools.cache
-def trained_proxy(shared_data: Path, root: Path) -> Path:
+def trained_proxy(sample_data: Path, root: Path) -> Path:
     from thresher.perplexity.train_proxy import train_proxy
 
-    return train_proxy(training_articles(shared_data), root / "proxy", **TEST_PROXY)
+    return train_proxy(training_articles(sample_data), root / "proxy", **TEST_PROXY)
 
 
 @functools.cache
-def trained_kenlm(shared_data: Path, root: Path, backend: str = "auto", order: int = 5) -> Path:
+def trained_kenlm(sample_data: Path, root: Path, backend: str = "auto", order: int = 5) -> Path:
     from thresher.perplexity.train_kenlm import train_kenlm
 
-    return train_kenlm(training_articles(shared_data), root / f"kenlm-{backend}-{order}", order=order,
+    return train_kenlm(training_articles(sample_data), root / f"kenlm-{backend}-{order}", order=order,
                        backend=backend)
 
 

@@ -88,11 +88,11 @@ def test_both_scorers_get_bands(con):
 
 
 @pytest.mark.usefixtures("prefect_harness")
-def test_flow_scores_a_run_publishes_histograms_and_bands_join_documents(shared_data, tmp_path, tmp_path_factory,
+def test_flow_scores_a_run_publishes_histograms_and_bands_join_documents(sample_data, tmp_path, tmp_path_factory,
                                                                         monkeypatch):
     from prefect.artifacts import Artifact
 
-    from tests.scorers import perplexity_data as pdata
+    from tests.perplexity import perplexity_data as pdata
     from thresher.config import IngestConfig, InputSpec, ScorerSpec
     from thresher.flows.artifacts import artifact_key
     from thresher.flows.perplexity import perplexity_flow
@@ -102,10 +102,10 @@ def test_flow_scores_a_run_publishes_histograms_and_bands_join_documents(shared_
     from thresher.storage.readers import discover_shards
     from thresher.storage.run_dir import RunDir
 
-    model = pdata.trained_kenlm(shared_data, tmp_path_factory.getbasetemp() / "perplexity-models")
+    model = pdata.trained_kenlm(sample_data, tmp_path_factory.getbasetemp() / "perplexity-models")
     run = RunDir(tmp_path / "run")
     run.init()
-    spec = InputSpec(paths=[str(shared_data / "c4_sample.jsonl")], format="c4")
+    spec = InputSpec(paths=[str(sample_data / "c4_sample.jsonl")], format="c4")
     for shard in discover_shards(spec):
         ingest_shard(run, shard, spec, IngestConfig())
     monkeypatch.setattr(catalog, "DERIVED_VIEW_PROVIDERS",

@@ -74,17 +74,17 @@ def test_fast_path_equals_literal_rules_on_edge_cases(text):
     assert normalize_line(text) == reference_normalize_line(text)
 
 
-def _real_texts(shared_data):
-    c4 = [json.loads(line)["text"] for line in (shared_data / "c4_sample.jsonl").open(encoding="utf-8")]
-    wiki = (shared_data / "wikipedia_sample.txt").read_text(encoding="utf-8").split("\n")
-    with zipfile.ZipFile(shared_data / "udhr2.zip") as archive:
+def _real_texts(sample_data):
+    c4 = [json.loads(line)["text"] for line in (sample_data / "c4_sample.jsonl").open(encoding="utf-8")]
+    wiki = (sample_data / "wikipedia_sample.txt").read_text(encoding="utf-8").split("\n")
+    with zipfile.ZipFile(sample_data / "udhr2.zip") as archive:
         udhr = [archive.read(name).decode("utf-8", "replace") for name in archive.namelist()
                 if not name.endswith("/")]
     return c4, wiki, udhr
 
 
-def test_fast_path_equals_literal_rules_on_real_text_in_388_languages(shared_data):
-    c4, wiki, udhr = _real_texts(shared_data)
+def test_fast_path_equals_literal_rules_on_real_text_in_388_languages(sample_data):
+    c4, wiki, udhr = _real_texts(sample_data)
     assert len(udhr) >= 380
     mismatches = [
         text[:60] for text in (*c4, *wiki, *udhr)
@@ -93,8 +93,8 @@ def test_fast_path_equals_literal_rules_on_real_text_in_388_languages(shared_dat
     assert mismatches == []
 
 
-def test_fast_path_is_several_times_faster(shared_data):
-    c4, _, udhr = _real_texts(shared_data)
+def test_fast_path_is_several_times_faster(sample_data):
+    c4, _, udhr = _real_texts(sample_data)
     texts = c4 + udhr[:100]
 
     def best_of(function, repeats=3):

@@ -10,7 +10,7 @@ from concurrent.futures import ProcessPoolExecutor
 import pyarrow as pa
 import pytest
 
-from tests.scorers import perplexity_data as pdata
+from tests.perplexity import perplexity_data as pdata
 from thresher.perplexity.ccnet_normalize import normalize_line
 from thresher.perplexity.kenlm_scorer import KenLMPerplexityScorer, load_kenlm_model
 from thresher.scorers.base import Scorer, check_output, scorer_params_hash
@@ -49,8 +49,8 @@ def models_root(tmp_path_factory):
 
 
 @pytest.fixture(scope="session")
-def wiki_kenlm(shared_data, models_root):
-    return pdata.trained_kenlm(shared_data, models_root)
+def wiki_kenlm(sample_data, models_root):
+    return pdata.trained_kenlm(sample_data, models_root)
 
 
 def batch_of(texts, ids=None) -> pa.RecordBatch:
@@ -127,9 +127,9 @@ def test_model_is_required_and_must_exist(tmp_path):
         KenLMPerplexityScorer(model=str(tmp_path / "missing.arpa")).score(batch_of(["x"]))
 
 
-def test_equals_direct_kenlm_score_exactly(shared_data, wiki_kenlm):
-    texts = pdata.evaluation_paragraphs(shared_data, count=20)
-    texts += [json.loads(line)["text"] for line in (shared_data / "c4_sample.jsonl").open(encoding="utf-8")][:30]
+def test_equals_direct_kenlm_score_exactly(sample_data, wiki_kenlm):
+    texts = pdata.evaluation_paragraphs(sample_data, count=20)
+    texts += [json.loads(line)["text"] for line in (sample_data / "c4_sample.jsonl").open(encoding="utf-8")][:30]
     out = run(KenLMPerplexityScorer(model=str(wiki_kenlm)), texts)
     model = load_kenlm_model(wiki_kenlm)
     for i, text in enumerate(texts):
@@ -171,11 +171,11 @@ def test_changed_model_file_changes_cache_key_and_scores(toy_model, tmp_path):
     assert KenLMPerplexityScorer(model=str(copy)).model_fingerprint == after.model_fingerprint
 
 
-def test_sentencepiece_pieces_are_the_words(shared_data, tmp_path):
+def test_sentencepiece_pieces_are_the_words(sample_data, tmp_path):
     sentencepiece = pytest.importorskip("sentencepiece")
     from thresher.perplexity.train_kenlm import train_kenlm
 
-    train = pdata.wikitext_documents(shared_data)[:400]  # short lines: SentencePiece skips lines > 4 kB
+    train = pdata.wikitext_documents(sample_data)[:400]  # short lines: SentencePiece skips lines > 4 kB
     corpus = tmp_path / "sp.txt"
     corpus.write_text("\n".join(normalize_line(t) for t in train), encoding="utf-8")
     sentencepiece.SentencePieceTrainer.train(
@@ -184,7 +184,7 @@ def test_sentencepiece_pieces_are_the_words(shared_data, tmp_path):
     )
     sp_model = tmp_path / "sp.model"
     model = train_kenlm(train, tmp_path / "lm", order=3, sentencepiece_model=sp_model)
-    texts = pdata.evaluation_paragraphs(shared_data, count=5)
+    texts = pdata.evaluation_paragraphs(sample_data, count=5)
     out = run(KenLMPerplexityScorer(model=str(model), sentencepiece_model=str(sp_model)), texts)
     processor = sentencepiece.SentencePieceProcessor(model_file=str(sp_model))
     kenlm_model = load_kenlm_model(model)
@@ -194,8 +194,8 @@ def test_sentencepiece_pieces_are_the_words(shared_data, tmp_path):
         assert out["kenlm_log10_prob"][i] == math.fsum([kenlm_model.score(" ".join(pieces))])
 
 
-def test_ranks_clean_text_below_corrupted_text(shared_data, wiki_kenlm, record_property):
-    clean = pdata.evaluation_paragraphs(shared_data)
+def test_ranks_clean_text_below_corrupted_text(sample_data, wiki_kenlm, record_property):
+    clean = pdata.evaluation_paragraphs(sample_data)
     scorer = KenLMPerplexityScorer(model=str(wiki_kenlm))
     clean_pp = run(scorer, clean)["kenlm_perplexity"]
     aucs, paired, pooled = {}, {}, []
@@ -217,12 +217,12 @@ def test_ranks_clean_text_below_corrupted_text(shared_data, wiki_kenlm, record_p
 
 
 @pytest.mark.parametrize("normalised", [True, False])
-def test_fast_line_and_word_counting_equals_str_split(shared_data, normalised):
+def test_fast_line_and_word_counting_equals_str_split(sample_data, normalised):
     from thresher.perplexity.ccnet_normalize import normalize_document
     from thresher.perplexity.kenlm_scorer import _lines_and_words
 
-    texts = [json.loads(line)["text"] for line in (shared_data / "c4_sample.jsonl").open(encoding="utf-8")]
-    texts += pdata.evaluation_paragraphs(shared_data, count=20) + [
+    texts = [json.loads(line)["text"] for line in (sample_data / "c4_sample.jsonl").open(encoding="utf-8")]
+    texts += pdata.evaluation_paragraphs(sample_data, count=20) + [
         "", " ", "\n", "a  b   c", " lead\ntrail \n\n  \n x", "\x01 \x01\nword", "tab\there", "nbsp\xa0inside",
         "— dash — ", "\u0301 \u0301\nok", "a\n\n\nb", "   \n   ",
     ]

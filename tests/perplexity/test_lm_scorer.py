@@ -9,7 +9,7 @@ import numpy as np
 import pyarrow as pa
 import pytest
 
-from tests.scorers import perplexity_data as pdata
+from tests.perplexity import perplexity_data as pdata
 from thresher.perplexity.lm_scorer import CausalLMPerplexityScorer, _pick_dtype, sliding_windows
 from thresher.scorers.base import Scorer, check_output
 
@@ -45,8 +45,8 @@ def tiny_lm(tmp_path_factory):
 
 
 @pytest.fixture(scope="session")
-def proxy_lm(shared_data, tmp_path_factory):
-    return pdata.trained_proxy(shared_data, tmp_path_factory.getbasetemp() / "perplexity-models")
+def proxy_lm(sample_data, tmp_path_factory):
+    return pdata.trained_proxy(sample_data, tmp_path_factory.getbasetemp() / "perplexity-models")
 
 
 def batch_of(texts, ids=None) -> pa.RecordBatch:
@@ -215,8 +215,8 @@ def test_cuda_bfloat16_matches_cpu_float32(tiny_lm):
     np.testing.assert_allclose(gpu["lm_nll_mean"], cpu["lm_nll_mean"], rtol=0.03)
 
 
-def test_proxy_ranks_clean_text_below_corrupted_text(shared_data, proxy_lm, record_property):
-    clean = pdata.evaluation_paragraphs(shared_data)
+def test_proxy_ranks_clean_text_below_corrupted_text(sample_data, proxy_lm, record_property):
+    clean = pdata.evaluation_paragraphs(sample_data)
     scorer = CausalLMPerplexityScorer(model=str(proxy_lm), batch_size=32)
     clean_pp = run(scorer, clean)["lm_perplexity"]
     aucs, paired, pooled = {}, {}, []

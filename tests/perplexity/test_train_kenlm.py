@@ -10,7 +10,7 @@ from pathlib import Path
 import pyarrow as pa
 import pytest
 
-from tests.scorers import perplexity_data as pdata
+from tests.perplexity import perplexity_data as pdata
 from thresher.perplexity import kenlm as kenlm_training
 from thresher.perplexity.kenlm_scorer import KenLMPerplexityScorer, load_kenlm_model
 from thresher.perplexity.train_kenlm import KenLMTrainingError, find_kenlm_tool, train_kenlm
@@ -32,9 +32,9 @@ def perplexities(model: Path, texts: list[str]) -> list[float]:
 
 
 @needs_lmplz
-def test_kaldingram_is_close_to_but_not_lmplz(shared_data, tmp_path):
-    toy = pdata.wikitext_documents(shared_data)[:400]  # ~200 kB
-    held_out = pdata.evaluation_paragraphs(shared_data, count=40)
+def test_kaldingram_is_close_to_but_not_lmplz(sample_data, tmp_path):
+    toy = pdata.wikitext_documents(sample_data)[:400]  # ~200 kB
+    held_out = pdata.evaluation_paragraphs(sample_data, count=40)
     lmplz_model = train_kenlm(toy, tmp_path / "lmplz", order=3, backend="lmplz")
     kaldi_model = train_kenlm(toy, tmp_path / "kaldingram", order=3, backend="kaldingram")
     meta = {b: json.loads((tmp_path / b / "kenlm_train.json").read_text()) for b in ("lmplz", "kaldingram")}
@@ -97,11 +97,11 @@ def test_lmplz_is_used_when_built_and_its_errors_surface(tmp_path):
     assert "lots" in str(error.value)  # lmplz's own complaint, from the end of train.log
 
 
-def test_reads_txt_files_and_thresher_input_formats(shared_data, tmp_path):
+def test_reads_txt_files_and_thresher_input_formats(sample_data, tmp_path):
     text_file = tmp_path / "ref.txt"
     text_file.write_bytes(b"first document\r\n\r\nsecond document\n\xff broken utf8 line\n")
     c4_file = tmp_path / "c4.json.gz"
-    records = [json.loads(line) for line in (shared_data / "c4_sample.jsonl").open(encoding="utf-8")][:20]
+    records = [json.loads(line) for line in (sample_data / "c4_sample.jsonl").open(encoding="utf-8")][:20]
     with gzip.open(c4_file, "wt", encoding="utf-8") as out:
         for record in records:
             out.write(json.dumps(record) + "\n")

@@ -4,7 +4,7 @@ import json
 
 import pytest
 
-from tests.scorers import perplexity_data as pdata
+from tests.perplexity import perplexity_data as pdata
 from tests.scorers.test_lm_perplexity import SENTENCES
 from thresher.perplexity.train_proxy import train_proxy
 
@@ -13,8 +13,8 @@ TINY = dict(steps=4, vocab_size=400, n_layer=1, n_head=2, n_embd=32, block_size=
 
 
 @pytest.fixture(scope="session")
-def proxy_lm(shared_data, tmp_path_factory):
-    return pdata.trained_proxy(shared_data, tmp_path_factory.getbasetemp() / "perplexity-models")
+def proxy_lm(sample_data, tmp_path_factory):
+    return pdata.trained_proxy(sample_data, tmp_path_factory.getbasetemp() / "perplexity-models")
 
 
 def test_proxy_is_a_plain_hugging_face_directory_that_learned(proxy_lm):

@@ -298,8 +298,8 @@ def test_scorer_pickles_before_and_after_scoring():
 
 
 @pytest.fixture(scope="module")
-def c4_scores(shared_data):
-    with open(shared_data / "c4_sample.jsonl", encoding="utf-8") as handle:
+def c4_scores(sample_data):
+    with open(sample_data / "c4_sample.jsonl", encoding="utf-8") as handle:
         texts = [json.loads(line)["text"] for line in handle]
     scorer = HeuristicsScorer()
     batch = batch_of(texts)

@@ -102,25 +102,25 @@ def test_pickles_without_the_model_before_and_after_scoring():
     assert run(pickle.loads(after), [FRENCH])["lang"] == ["fr"]
 
 
-def _udhr_texts(shared_data) -> dict[str, str]:
-    with zipfile.ZipFile(shared_data / "udhr2.zip") as archive:
+def _udhr_texts(sample_data) -> dict[str, str]:
+    with zipfile.ZipFile(sample_data / "udhr2.zip") as archive:
         return {
             code: archive.read(f"udhr2/{name}.txt").decode("utf-8")
             for name, code in UDHR_LANGUAGES.items()
         }
 
 
-def test_udhr_whole_documents(shared_data):
-    texts = _udhr_texts(shared_data)
+def test_udhr_whole_documents(sample_data):
+    texts = _udhr_texts(sample_data)
     out = run(LanguageIdScorer(), list(texts.values()), list(texts))
     assert out["lang"] == out["doc_id"]
     assert min(out["lang_score"]) > 0.9
 
 
-def test_udhr_line_accuracy(shared_data):
+def test_udhr_line_accuracy(sample_data):
     """Each line of at least 20 characters (an article title or a clause, typically one sentence)
     classified alone: harder than whole documents, and where a broken input path shows."""
-    texts = _udhr_texts(shared_data)
+    texts = _udhr_texts(sample_data)
     ids, lines, truth = [], [], []
     for code, text in texts.items():
         for n, line in enumerate(part.strip() for part in text.split("\n")):
@@ -137,8 +137,8 @@ def test_udhr_line_accuracy(shared_data):
         assert sum(mine) / len(mine) >= 0.9, code
 
 
-def test_c4_sample_is_english(shared_data):
-    with open(shared_data / "c4_sample.jsonl", encoding="utf-8") as handle:
+def test_c4_sample_is_english(sample_data):
+    with open(sample_data / "c4_sample.jsonl", encoding="utf-8") as handle:
         texts = [json.loads(line)["text"] for line in handle]
     out = run(LanguageIdScorer(), texts)
     assert sum(lang == "en" for lang in out["lang"]) / len(texts) >= 0.98

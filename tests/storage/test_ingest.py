@@ -44,10 +44,10 @@ def test_bad_input_corpus_reconciles_in_stats_tables_and_catalog(tmp_path):
         assert con.execute("SELECT sum(n_rows) FROM quarantine").fetchall() == [(rows[2],)]
 
 
-def test_second_ingest_skips_and_new_parameters_redo(tmp_path, shared_data):
+def test_second_ingest_skips_and_new_parameters_redo(tmp_path, sample_data):
     run = RunDir(tmp_path / "run")
     run.init()
-    spec = InputSpec(paths=[str(shared_data / "c4_sample.jsonl")], format="c4")
+    spec = InputSpec(paths=[str(sample_data / "c4_sample.jsonl")], format="c4")
     (shard,) = discover_shards(spec)
     first = ingest_shard(run, shard, spec, IngestConfig())
     assert first["rows_written"] == 200 and not first["skipped"]
@@ -63,11 +63,11 @@ def test_second_ingest_skips_and_new_parameters_redo(tmp_path, shared_data):
     assert not again["skipped"] and pq.read_table(part).equals(before)
 
 
-def test_catalog_sees_no_half_written_shard(tmp_path, shared_data):
+def test_catalog_sees_no_half_written_shard(tmp_path, sample_data):
     """A shard killed mid-write leaves only a temp file, which no catalog view reads."""
     run = RunDir(tmp_path / "run")
     run.init()
-    spec = InputSpec(paths=[str(shared_data / "c4_sample.jsonl")], format="c4")
+    spec = InputSpec(paths=[str(sample_data / "c4_sample.jsonl")], format="c4")
     (shard,) = discover_shards(spec)
     ingest_shard(run, shard, spec, IngestConfig())
     (run.table_dir("documents") / "part-x.parquet.tmp-123").write_bytes(b"PAR1 half")

@@ -679,31 +679,32 @@ def test_a_huge_line_is_quarantined_without_reading_it_whole(tmp_path):
 # real samples
 
 
-def test_real_c4_sample(shared_data):
-    shard, result = read(shared_data / "c4_sample.jsonl")
+def test_real_c4_sample(sample_data):
+    shard, result = read(sample_data / "c4_sample.jsonl")
     assert shard.format == "jsonl"  # the sample keeps only `text`
     assert result.records.num_rows == result.rows_in == 200
     assert len(result.records.column("doc_id").unique()) == 200
 
 
-def test_real_alpaca_sample(shared_data):
-    shard, result = read(shared_data / "alpaca_sample.json")
+def test_real_alpaca_sample(sample_data):
+    shard, result = read(sample_data / "alpaca_sample.json")
     assert shard.format == "alpaca"
     assert result.records.num_rows == result.rows_in == 999
-    expected = json.loads((shared_data / "alpaca_sample.json").read_text())
+    expected = json.loads((sample_data / "alpaca_sample.json").read_text())
     assert result.records.column("output").to_pylist() == [r["output"] for r in expected]
 
 
-def test_real_sharegpt_sample(shared_data):
-    conversations = json.loads((shared_data / "sharegpt_sample.json").read_text())
+def test_real_sharegpt_sample(sample_data):
+    conversations = json.loads((sample_data / "sharegpt_sample.json").read_text())
 
     def answered(record: dict) -> bool:
         turns = [t["from"] for t in record["conversations"]]
         return any(a == "human" and b == "gpt" for a, b in zip(turns, turns[1:]))
 
-    shard, result = read(shared_data / "sharegpt_sample.json", ingest=IngestConfig(batch_rows=500))
+    # 200 conversations, 4 of them without a human turn answered by gpt (empty, system-only, gpt-only)
+    shard, result = read(sample_data / "sharegpt_sample.json", ingest=IngestConfig(batch_rows=64))
     assert shard.format == "sharegpt"
-    assert result.rows_in == len(conversations) == 2000
-    assert result.records.num_rows == sum(map(answered, conversations))
-    assert result.reasons == {"invalid_record": 2000 - result.records.num_rows}
-    assert len(result.batches) == 4
+    assert result.rows_in == len(conversations) == 200
+    assert result.records.num_rows == sum(map(answered, conversations)) == 196
+    assert result.reasons == {"invalid_record": 200 - result.records.num_rows}
+    assert len(result.batches) == 4  # 64 + 64 + 64 + 8 input rows

@@ -45,7 +45,7 @@ def test_bad_predicate_names_its_step(run):  # noqa: F811
 
 def test_a_predicate_cannot_smuggle_a_statement(run):  # noqa: F811
     evil = SelectionStep(name="evil", sql="TRUE); DROP VIEW documents; SELECT (1")
-    with pytest.raises(SelectionError, match="one SQL expression"):
+    with pytest.raises(SelectionError, match="single SQL expression"):
         run_selection(run, recipe(where=[evil]))
 
 
