@@ -26,7 +26,7 @@ from typing import Any
 
 import yaml
 
-from thresher.judges.templates import _CONTROL, row_nonce, sanitize
+from thresher.judges.templates import defuse_controls, row_nonce, sanitize
 from thresher.llm.protocol import Chat
 
 # Canonical order: the RNG picks among the enabled operations in this order, so it must never change.
@@ -34,12 +34,6 @@ OPERATIONS = ("add_constraints", "deepen", "concretize", "increase_reasoning", "
 DEPTH_OPERATIONS = OPERATIONS[:5]
 _MARKER_LABELS = {"instruction": "INSTRUCTION", "first": "FIRST INSTRUCTION", "second": "SECOND INSTRUCTION"}
 _PLACEHOLDER = re.compile(r"\{(\w+)(?::(delimited))?\}")
-
-
-def defuse_controls(text: str) -> str:
-    """Chat control tokens (`<|im_start|>`, `[INST]`, ...) made harmless; the rest of the text untouched."""
-    table = str.maketrans({"<": "‹", ">": "›", "[": "(", "]": ")"})
-    return _CONTROL.sub(lambda m: m.group(0).translate(table), text)
 
 
 def _render(template: str, values: dict[str, str], *, hardened: bool) -> str:

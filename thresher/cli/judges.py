@@ -136,12 +136,13 @@ def injection(
     unhardened and the hardened prompt version."""
     import random
 
+    from thresher.judges.base import LLMJudge
     from thresher.judges.injection import format_results, measure_injection
     from thresher.judges.runner import build_judge_scorer
 
     params = _params(mode, model, backend, base_url, None, option)
     built = build_judge_scorer(judge, params)
-    if not hasattr(built, "template"):
+    if not isinstance(built, LLMJudge):
         fail(f"{judge} has no prompt to inject into")
     text = data.read_text(encoding="utf-8")
     records = json.loads(text) if data.suffix == ".json" else [json.loads(line) for line in text.splitlines() if line]
@@ -156,11 +157,11 @@ def injection(
 @app.command()
 def prompts() -> None:
     """List the judge prompts shipped with thresher and their versions."""
-    from thresher.judges.templates import _load_task, available_tasks
+    from thresher.judges.templates import available_tasks, load_task
 
     rows = []
     for task in available_tasks():
-        spec = _load_task(task)
+        spec = load_task(task)
         for version, v in sorted(spec["versions"].items()):
             rows.append({"task": task, "version": version, "hardened": bool(v.get("hardened")),
                          "scale": f"{min(spec['scale'])}-{max(spec['scale'])}", "fields": ", ".join(spec["fields"])})

@@ -17,10 +17,6 @@ perplexity stage needs beyond `thresher-score`:
 
 from __future__ import annotations
 
-import math
-
-import numpy as np
-import pyarrow.parquet as pq
 from prefect import flow
 from prefect.artifacts import create_markdown_artifact
 from prefect.task_runners import ThreadPoolTaskRunner
@@ -28,58 +24,22 @@ from prefect.task_runners import ThreadPoolTaskRunner
 from thresher.config import ScorerSpec
 from thresher.flows.artifacts import artifact_key, publish_score, score_summary
 from thresher.flows.score import score_every_shard
+from thresher.perplexity.config import PerplexityConfig
+from thresher.perplexity.distribution import histogram_markdown, perplexity_distribution
 from thresher.scorers.base import scorer_key
 from thresher.scorers.registry import build_scorer
 from thresher.storage.catalog import build_catalog
 from thresher.storage.run_dir import RunDir
 
-HISTOGRAM_BINS = 20
-QUANTILES = (0.1, 0.3, 0.5, 0.6, 0.9)
-
-
-def perplexity_distribution(run: RunDir, key: str, column: str) -> dict:
-    """Count, nulls, percentiles and a log10-spaced histogram of `column` over a score table."""
-    values = []
-    nulls = 0
-    for part in sorted((run.root / "scores" / key).glob("part-*.parquet")):
-        array = pq.read_table(part, columns=[column]).column(column)
-        nulls += array.null_count
-        values.append(array.drop_null().to_numpy())
-    data = np.concatenate(values) if values else np.zeros(0)
-    data = data[np.isfinite(data) & (data > 0)]
-    result: dict = {"scorer": key, "column": column, "scored": int(data.size), "null": int(nulls)}
-    if not data.size:
-        return {**result, "quantiles": {}, "histogram": []}
-    result["quantiles"] = {f"p{round(q * 100)}": float(np.quantile(data, q)) for q in QUANTILES}
-    result["min"], result["max"] = float(data.min()), float(data.max())
-    lo, hi = math.log10(data.min()), math.log10(data.max())
-    edges = np.logspace(lo, hi if hi > lo else lo + 1e-9, HISTOGRAM_BINS + 1)
-    counts, edges = np.histogram(data, bins=edges)
-    result["histogram"] = [{"from": float(a), "to": float(b), "documents": int(n)}
-                           for a, b, n in zip(edges[:-1], edges[1:], counts)]
-    return result
-
-
-def histogram_markdown(run_name: str, dist: dict) -> str:
-    lines = [f"# Perplexity of `{run_name}`: {dist['scorer']} (`{dist['column']}`)", "",
-             f"{dist['scored']:,} documents scored, {dist['null']:,} without a perplexity (null or blank text).", ""]
-    if dist["quantiles"]:
-        lines += ["| " + " | ".join(dist["quantiles"]) + " |", "|" + "---|" * len(dist["quantiles"]),
-                  "| " + " | ".join(f"{v:,.1f}" for v in dist["quantiles"].values()) + " |", "",
-                  "CCNet bands on this run: head < P30 ≤ middle < P60 ≤ tail.", "",
-                  "| perplexity | documents | |", "|---|---|---|"]
-        peak = max(b["documents"] for b in dist["histogram"]) or 1
-        for b in dist["histogram"]:
-            bar = "█" * round(30 * b["documents"] / peak)
-            lines.append(f"| {b['from']:,.1f} – {b['to']:,.1f} | {b['documents']:,} | {bar} |")
-    return "\n".join(lines) + "\n"
-
 
 @flow(name="thresher-perplexity", log_prints=True, task_runner=ThreadPoolTaskRunner(max_workers=1))
-def perplexity_flow(run_dir: str, scorers: list[ScorerSpec]) -> dict:
-    """Score every documents/instructions shard of `run_dir` with each perplexity scorer."""
+def perplexity_flow(run_dir: str, scorers: list[ScorerSpec] | PerplexityConfig) -> dict:
+    """Score every documents/instructions shard of `run_dir` with each perplexity scorer (a list of
+    specs, or a PerplexityConfig that also sets the reported percentiles and histogram)."""
     if not scorers:
         raise ValueError("no perplexity scorer given: name kenlm (with a model) and/or lm_perplexity")
+    config = scorers if isinstance(scorers, PerplexityConfig) else PerplexityConfig(scorers=scorers)
+    scorers = config.scorers
     run = RunDir(run_dir)
     parts = run.data_parts()
     if not parts:
@@ -92,7 +52,7 @@ def perplexity_flow(run_dir: str, scorers: list[ScorerSpec]) -> dict:
     distributions = []
     for scorer in built:
         if scorer.perplexity_column is not None:
-            dist = perplexity_distribution(run, scorer_key(scorer), scorer.perplexity_column)
+            dist = perplexity_distribution(run, scorer_key(scorer), scorer.perplexity_column, config)
             distributions.append(dist)
             create_markdown_artifact(
                 histogram_markdown(run.root.name, dist),

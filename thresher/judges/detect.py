@@ -7,13 +7,13 @@ from __future__ import annotations
 
 import re
 
-from thresher.judges.templates import _CONTROL
+from thresher.judges.templates import CONTROL_TOKENS
 
 # What injected text looks like, independent of the model (the `_injection` column). A 0.5B judge
 # cannot be trusted to ignore instructions in its input however the prompt is worded, so judged
 # text is also scanned, and the flag travels with the score for selection recipes to use.
 _DETECTORS: tuple[tuple[str, re.Pattern], ...] = (
-    ("control_token", _CONTROL),
+    ("control_token", CONTROL_TOKENS),
     ("forged_marker", re.compile(r"<<<\s*(?:END\s+)?(?:INSTRUCTION|INPUT|RESPONSE|EXTRACT)\b", re.IGNORECASE)),
     ("override", re.compile(
         r"\b(?:ignore|disregard|forget|override)\b[^.\n]{0,40}\b(?:instructions?|prompt|rules|rubric|guidelines)\b",

@@ -35,16 +35,20 @@ LABELS = {"instruction": "INSTRUCTION", "input": "INPUT", "output": "RESPONSE", 
 _PLAIN_LABELS = {"instruction": "Instruction", "input": "Input", "output": "Response", "text": "Text"}
 _PLACEHOLDER = re.compile(r"\{(\w+)(?::(delimited|labeled))?\}")
 # Control tokens of common chat templates (ChatML/Qwen, Llama 2/3, Mistral, Gemma, Phi).
-_CONTROL = re.compile(
+CONTROL_TOKENS = re.compile(
     r"<\|[A-Za-z0-9_\-\s]{1,40}\|>|</?s>|\[/?INST\]|<</?SYS>>|<start_of_turn>|<end_of_turn>|<\|?endoftext\|?>",
 )
 
 
+def defuse_controls(text: str) -> str:
+    """Chat control tokens (`<|im_start|>`, `[INST]`, ...) made harmless; the rest of the text untouched."""
+    table = str.maketrans({"<": "‹", ">": "›", "[": "(", "]": ")"})
+    return CONTROL_TOKENS.sub(lambda m: m.group(0).translate(table), text)
+
+
 def sanitize(text: str) -> str:
     """Defuse chat control tokens and marker openers inside judged text (hardened prompts)."""
-    table = str.maketrans({"<": "‹", ">": "›", "[": "(", "]": ")"})
-    text = _CONTROL.sub(lambda m: m.group(0).translate(table), text)
-    return text.replace("<<<", "‹‹‹").replace(">>>", "›››")
+    return defuse_controls(text).replace("<<<", "‹‹‹").replace(">>>", "›››")
 
 
 def row_nonce(fields: dict[str, str]) -> str:
@@ -111,7 +115,7 @@ class PromptTemplate:
         return chat
 
 
-def _load_task(task: str) -> dict[str, Any]:
+def load_task(task: str) -> dict[str, Any]:
     try:
         text = resources.files("thresher.judges").joinpath("prompts", f"{task}.yaml").read_text(encoding="utf-8")
     except FileNotFoundError:
@@ -127,7 +131,7 @@ def available_tasks() -> list[str]:
 @lru_cache(maxsize=64)
 def load_template(task: str, version: int | None = None) -> PromptTemplate:
     """Version `version` of `task`'s prompt (default: the newest)."""
-    spec = _load_task(task)
+    spec = load_task(task)
     versions = {int(k): v for k, v in spec["versions"].items()}
     chosen = max(versions) if version is None else int(version)
     if chosen not in versions:
@@ -151,12 +155,12 @@ def load_template(task: str, version: int | None = None) -> PromptTemplate:
 
 
 def latest_version(task: str) -> int:
-    return max(int(k) for k in _load_task(task)["versions"])
+    return max(int(k) for k in load_task(task)["versions"])
 
 
 def unhardened_version(task: str) -> int:
     """The newest version without hardening (kept to measure prompt injection)."""
-    versions = _load_task(task)["versions"]
+    versions = load_task(task)["versions"]
     plain = [int(k) for k, v in versions.items() if not v.get("hardened", False)]
     if not plain:
         raise ValueError(f"judge task {task!r} has no unhardened prompt version")

@@ -36,6 +36,7 @@ from __future__ import annotations
 import math
 import os
 import threading
+from collections import Counter
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, ClassVar
@@ -43,6 +44,7 @@ from typing import TYPE_CHECKING, Any, ClassVar
 import pyarrow as pa
 
 from thresher.perplexity.ccnet_normalize import normalize_document
+from thresher.scorers.base import ScorerBase
 
 if TYPE_CHECKING:
     import kenlm
@@ -106,13 +108,15 @@ def _fingerprint(path: str | None) -> str | None:
 
 
 @dataclass(frozen=True)
-class KenLMPerplexityScorer:
+class KenLMPerplexityScorer(ScorerBase):
     """KenLM perplexity per document, CCNet-style (see the module doc)."""
 
     name: ClassVar[str] = "kenlm"
     version: ClassVar[str] = "1"
+    output_columns: ClassVar[tuple[str, ...]] = tuple(_SCHEMA.names[1:])
+    perplexity_column: ClassVar[str] = "kenlm_perplexity"
 
-    model: str | None = None
+    model: str
     """ARPA (.arpa, optionally compressed as KenLM reads it) or KenLM binary file."""
     sentencepiece_model: str | None = None
     """Optional SentencePiece model: lines become pieces before scoring (CCNet's models need it)."""
@@ -132,7 +136,12 @@ class KenLMPerplexityScorer:
     def output_schema(self) -> pa.Schema:
         return _SCHEMA
 
-    def _prepare(self, texts: list[str | None]) -> list[tuple[list[str] | list[bytes], int] | None]:
+    def prepare(self) -> None:
+        for path in (self.model, self.sentencepiece_model):
+            if path is not None and not Path(path).expanduser().is_file():
+                raise FileNotFoundError(f"KenLM scorer: {path} does not exist")
+
+    def _scored_lines(self, texts: list[str | None]) -> list[tuple[list[str] | list[bytes], int] | None]:
         """Per document: the lines KenLM scores and their word count (None for a null text)."""
         prepared: list[tuple[list[str], int] | None] = []
         normalise, skip_blank = self.normalise, self.skip_blank_lines
@@ -165,16 +174,14 @@ class KenLMPerplexityScorer:
             result.append(([" ".join(p) for p in pieces], sum(map(len, pieces))))
         return result
 
-    def score(self, batch: pa.RecordBatch) -> pa.RecordBatch:
-        if self.model is None:
-            raise ValueError("the kenlm scorer needs `model`: the path of an ARPA or KenLM binary file")
+    def score(self, batch: pa.RecordBatch, stats: Counter | None = None) -> pa.RecordBatch:
         score = load_kenlm_model(self.model).score
         fsum = math.fsum
         perplexities: list[float | None] = []
         log_probs: list[float | None] = []
         words: list[int | None] = []
         line_counts: list[int | None] = []
-        for doc in self._prepare(batch.column("text").to_pylist()):
+        for doc in self._scored_lines(batch.column("text").to_pylist()):
             if doc is None:
                 perplexities.append(None)
                 log_probs.append(None)

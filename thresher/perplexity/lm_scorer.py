@@ -38,11 +38,14 @@ scorer; the model files' content fingerprint is a field, so a changed model chan
 from __future__ import annotations
 
 import threading
+from collections import Counter
 from dataclasses import dataclass, field
-from typing import Any, ClassVar
+from typing import Any, ClassVar, Literal
 
 import numpy as np
 import pyarrow as pa
+
+from thresher.scorers.base import ScorerBase
 
 _SCHEMA = pa.schema(
     [
@@ -186,11 +189,13 @@ def _locate_fingerprint(model: str) -> str | None:
 
 
 @dataclass(frozen=True)
-class CausalLMPerplexityScorer:
+class CausalLMPerplexityScorer(ScorerBase):
     """Token-level NLL and perplexity of each document under a causal LM (see the module doc)."""
 
     name: ClassVar[str] = "lm_perplexity"
     version: ClassVar[str] = "1"
+    output_columns: ClassVar[tuple[str, ...]] = tuple(_SCHEMA.names[1:])
+    perplexity_column: ClassVar[str] = "lm_perplexity"
 
     model: str = DEFAULT_MODEL
     """Local directory, Hugging Face cache id, .gguf file, or packaged name."""
@@ -205,7 +210,7 @@ class CausalLMPerplexityScorer:
     max_batch_tokens: int = 8192
     """Padded tokens per forward pass at most (bounds the logits tensor)."""
     device: str = "auto"
-    dtype: str = "auto"
+    dtype: Literal["auto", "float32", "bfloat16", "float16"] = "auto"
     prefix_token: str | None = None
     """Context token put before each document (default: BOS, else EOS)."""
     trust_remote_code: bool = False
@@ -228,6 +233,10 @@ class CausalLMPerplexityScorer:
     @property
     def output_schema(self) -> pa.Schema:
         return _SCHEMA
+
+    def prepare(self) -> None:
+        # Resolving converts a GGUF model, once: in the driver, before workers would each do it.
+        _resolve(self.model, self.allow_download, self.model_fingerprint)
 
     def runtime(self) -> _Runtime:
         """The loaded model for this scorer's settings (loaded on first use, once per process)."""
@@ -291,7 +300,7 @@ class CausalLMPerplexityScorer:
         empty = np.zeros(0, dtype=np.float64)
         return [np.concatenate(parts) if parts else empty for parts in per_doc], truncated
 
-    def score(self, batch: pa.RecordBatch) -> pa.RecordBatch:
+    def score(self, batch: pa.RecordBatch, stats: Counter | None = None) -> pa.RecordBatch:
         texts = batch.column("text").to_pylist()
         present = [i for i, t in enumerate(texts) if t is not None]
         nlls, truncated = self.token_nll([texts[i] for i in present]) if present else ([], [])
