@@ -9,7 +9,7 @@ import typer
 
 from thresher.cli.console import console, fail, print_rows
 from thresher.cli.run import LogLevel, prefect_logging, run_flow
-from thresher.export.dataset import DEFAULT_MAX_SHARD_BYTES
+from thresher.export.config import DEFAULT_MAX_SHARD_BYTES
 
 
 def export(

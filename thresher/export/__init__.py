@@ -7,9 +7,11 @@
 `export_selection` writes the directory (no Hub access needed); `push_to_hub` uploads it.
 """
 
-from thresher.export.dataset import DEFAULT_COLUMNS, DEFAULT_MAX_SHARD_BYTES, ExportError, export_selection
+from thresher.export.config import DEFAULT_COLUMNS, DEFAULT_MAX_SHARD_BYTES, ExportConfig
+from thresher.export.dataset import ExportError, export_selection
 
-__all__ = ["DEFAULT_COLUMNS", "DEFAULT_MAX_SHARD_BYTES", "ExportError", "export_selection", "push_to_hub"]
+__all__ = ["DEFAULT_COLUMNS", "DEFAULT_MAX_SHARD_BYTES", "ExportConfig", "ExportError", "export_selection",
+           "push_to_hub"]
 
 
 def __getattr__(name: str):

@@ -28,24 +28,21 @@ import pyarrow as pa
 import pyarrow.compute as pc
 import pyarrow.parquet as pq
 
+from thresher.export.config import (
+    COMPRESSION,
+    DEFAULT_COLUMNS,
+    DEFAULT_MAX_SHARD_BYTES,
+    DEFAULT_ROW_GROUP_BYTES,
+    DEFAULT_ROW_GROUP_ROWS,
+    SELECTION_COLUMNS,
+    SPLIT,
+    ExportConfig,
+)
 from thresher.export.info import QUANTILES, ExportColumn, ExportInfo, ShardInfo, recipe_yaml  # noqa: F401
 from thresher.schema import DOCUMENT_SCHEMA, INSTRUCTION_SCHEMA
 from thresher.storage.catalog import latest_score_keys, open_catalog
 from thresher.storage.run_dir import DATA_TABLES, RunDir
 from thresher.storage.sql import quote_ident
-
-DEFAULT_COLUMNS: dict[str, tuple[str, ...]] = {
-    "documents": ("doc_id", "text", "url", "source", "timestamp"),
-    "instructions": ("doc_id", "instruction", "input", "output", "conversation", "text"),
-}
-# Columns a selection may carry besides doc_id; exported when present (and not all null).
-SELECTION_COLUMNS = ("weight", "rank")
-
-DEFAULT_MAX_SHARD_BYTES = 250_000_000
-DEFAULT_ROW_GROUP_ROWS = 10_000
-DEFAULT_ROW_GROUP_BYTES = 64 << 20  # estimated in-memory bytes of one row group
-COMPRESSION = "zstd"
-SPLIT = "train"
 
 _FETCH_ROWS = 4096
 _BASE_SCHEMAS = {"documents": DOCUMENT_SCHEMA, "instructions": INSTRUCTION_SCHEMA}
@@ -79,10 +76,11 @@ def export_selection(
     is always the first column. `license` overrides the licence named by the selection recipe.
     Returns the export directory.
     """
-    if shard_rows is not None and shard_rows <= 0:
-        raise ExportError("shard_rows must be positive")
-    if max_shard_bytes <= 0 or row_group_rows <= 0:
-        raise ExportError("max_shard_bytes and row_group_rows must be positive")
+    try:
+        settings = ExportConfig(shard_rows=shard_rows, max_shard_bytes=max_shard_bytes, row_group_rows=row_group_rows,
+                                license=license, columns=tuple(columns) if columns is not None else None)
+    except ValueError as exc:
+        raise ExportError(f"export settings: {exc}") from None
     run = RunDir(run_dir)
     manifest = run.read_manifest()
     if not _NAME.match(selection_name) or selection_name in (".", ".."):
@@ -109,8 +107,7 @@ def export_selection(
     staging.mkdir()
     try:
         info = _write_export(run, manifest, selection, selection_name, table, selected_path, staging,
-                             shard_rows=shard_rows, max_shard_bytes=max_shard_bytes,
-                             row_group_rows=row_group_rows, license=license, columns=columns)
+                             settings)
         from thresher.export.card import render_card
 
         (staging / "selection.json").write_bytes(selection_bytes)
@@ -138,8 +135,7 @@ def read_export_summary(export_dir: str | Path) -> dict:
 
 
 def _write_export(run: RunDir, manifest: dict, selection: dict, name: str, table: str, selected_path: Path,
-                  staging: Path, *, shard_rows: int | None, max_shard_bytes: int, row_group_rows: int,
-                  license: str | None, columns: Sequence[str] | None) -> ExportInfo:
+                  staging: Path, settings: ExportConfig) -> ExportInfo:
     view = f"{table}_scored"
     with open_catalog(run) as con:
         views = {row[0] for row in con.execute("SELECT name FROM thresher_views").fetchall()}
@@ -162,7 +158,7 @@ def _write_export(run: RunDir, manifest: dict, selection: dict, name: str, table
             # `datasets` cannot load a split without rows; an empty dataset helps nobody anyway.
             raise ExportError(f"selection {name!r} is empty: nothing to export")
 
-        wanted = _choose_columns(name, table, scored, base, present, columns)
+        wanted = _choose_columns(name, table, scored, base, present, settings.columns)
         # The selection's own weight/rank shadow any score column of the same name.
         select_list = ", ".join(f"s.{quote_ident(c)}" if c in present else f"t.{quote_ident(c)}" for c in wanted)
         query = (f"SELECT {select_list} FROM {quote_ident(view)} AS t "
@@ -170,8 +166,8 @@ def _write_export(run: RunDir, manifest: dict, selection: dict, name: str, table
         reader = con.sql(query, params={"path": str(selected_path)}).to_arrow_reader(_FETCH_ROWS)
         export_columns = _export_columns(run, table, reader.schema, base, present)
         schema = pa.schema([pa.field(c.name, c.type, nullable=c.nullable) for c in export_columns])
-        writer = _ShardWriter(staging / "data", schema, shard_rows=shard_rows, max_shard_bytes=max_shard_bytes,
-                              row_group_rows=row_group_rows)
+        writer = _ShardWriter(staging / "data", schema, shard_rows=settings.shard_rows,
+                              max_shard_bytes=settings.max_shard_bytes, row_group_rows=settings.row_group_rows)
         try:
             for batch in reader:
                 writer.add(_conform(batch, schema))
@@ -186,7 +182,7 @@ def _write_export(run: RunDir, manifest: dict, selection: dict, name: str, table
             "the run changed after the selection was made; run the selection again")
     info = ExportInfo(name=name, table=table, run_root=run.root, manifest=manifest, selection=selection,
                       columns=export_columns, schema=schema, shards=shards,
-                      license=_resolve_license(license, selection, manifest))
+                      license=_resolve_license(settings.license, selection, manifest))
     _describe_scores(info, staging)
     return info
 

@@ -22,7 +22,8 @@ import json
 import logging
 from pathlib import Path
 
-from thresher.export.dataset import SPLIT, ExportError
+from thresher.export.config import SPLIT
+from thresher.export.dataset import ExportError
 
 logger = logging.getLogger(__name__)
 

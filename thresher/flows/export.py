@@ -9,7 +9,8 @@ from __future__ import annotations
 from prefect import flow, task
 from prefect.artifacts import create_markdown_artifact
 
-from thresher.export.dataset import DEFAULT_MAX_SHARD_BYTES, export_selection, read_export_summary
+from thresher.export.config import DEFAULT_MAX_SHARD_BYTES
+from thresher.export.dataset import export_selection, read_export_summary
 from thresher.flows.artifacts import artifact_key
 from thresher.storage.run_dir import RunDir
 
