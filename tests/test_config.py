@@ -51,3 +51,27 @@ def test_judges_belong_under_judges_not_scorers(tmp_path):
     recipe.write_text("name: r\nrun_dir: run\ninputs: [{paths: [x.jsonl]}]\n"
                       "judges: [{name: judge_alpagasus, params: {sample_fraction: 0.1}}]\n")
     assert load_recipe(recipe).judges[0].params == {"sample_fraction": 0.1}
+
+
+def test_scorer_names_and_params_are_checked_when_the_recipe_loads(tmp_path):
+    """Before any work starts: the error names the file and the key, for `scorers:` and `judges:`."""
+    recipe = tmp_path / "recipe.yaml"
+    recipe.write_text("name: r\nrun_dir: run\ninputs: [{paths: [x.jsonl]}]\n"
+                      "scorers:\n  - {name: heuristics}\n  - {name: langid}\n"
+                      "  - {name: kenlm, params: {modle: lm.arpa, model: lm.arpa}}\n  - {name: kenml}\n"
+                      "judges:\n  - {name: judge_edu, params: {sample_fraction: lots}}\n  - {name: heuristics}\n"
+                      "  - {name: judge_edu_gen, params: {mode: expected}}\n")
+    with pytest.raises(ConfigError) as info:
+        load_recipe(recipe)
+    lines = str(info.value).splitlines()
+    assert lines[0] == f"{recipe}: 5 problem(s) in the recipe"
+    assert lines[1].startswith("  scorers.2.params.modle: unknown parameter for kenlm")
+    assert lines[2].startswith("  scorers.3.name: unknown scorer 'kenml'; available: ")
+    assert lines[3].startswith("  judges.0.params.sample_fraction: Input should be a valid number")
+    assert lines[4] == "  judges.1.name: heuristics is not a judge: list it under `scorers:`"
+    assert lines[5] == "  judges.2.params.mode: judge_edu_gen sets mode='generate'"
+    # A model file that does not exist yet is the build's business, not the recipe's.
+    recipe.write_text("name: r\nrun_dir: run\ninputs: [{paths: [x.jsonl]}]\n"
+                      "scorers: [{name: kenlm@1, params: {model: not-trained-yet.arpa}}, {name: distilled, "
+                      "params: {head: runs/r/models/distilled_edu}}]\n")
+    assert [s.name for s in load_recipe(recipe).scorers] == ["kenlm@1", "distilled"]

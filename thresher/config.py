@@ -11,7 +11,8 @@ import json
 from pathlib import Path
 from typing import Literal
 
-from pydantic import Field, field_validator, model_validator
+from pydantic import Field, ValidationError, ValidationInfo, field_validator, model_validator
+from pydantic_core import InitErrorDetails, PydanticCustomError
 
 from thresher.augment.config import AugmentConfig
 from thresher.config_base import (  # noqa: F401  (re-exported: the public config namespace)
@@ -29,6 +30,13 @@ from thresher.config_base import (  # noqa: F401  (re-exported: the public confi
 from thresher.dedup.config import DedupConfig
 from thresher.dsir.config import DsirConfig
 from thresher.embeddings.config import EmbeddingsConfig
+from thresher.scorers.registry import check_params, scorer_class
+
+# A scorer listed under the other stage's key: what to write instead.
+_WRONG_STAGE = {
+    "score": "{name} is a judge: list it under `judges:`, which caches judgments and reads the instruction fields",
+    "judge": "{name} is not a judge: list it under `scorers:`",
+}
 
 
 class TaskRunnerSpec(StrictModel):
@@ -77,14 +85,25 @@ class Recipe(StrictModel):
             raise ValueError(f"selection names must be unique (each writes selections/<name>/): {', '.join(clashes)}")
         return self
 
-    @field_validator("scorers")
+    @field_validator("scorers", "judges")
     @classmethod
-    def _no_judges_among_scorers(cls, scorers: list[ScorerSpec]) -> list[ScorerSpec]:
-        for spec in scorers:
-            if spec.name == "ifd" or spec.name.startswith("judge_"):
-                raise ValueError(f"{spec.name} is a judge: list it under `judges:`, which caches judgments and reads "
-                                 "the instruction fields")
-        return scorers
+    def _registered_with_valid_params(cls, specs: list[ScorerSpec], info: ValidationInfo) -> list[ScorerSpec]:
+        """Every scorer is registered, listed under the stage that runs it, and given parameters its
+        class takes, with the types it declares: a typo fails when the recipe loads, before any work.
+        (Checks that need files, such as whether a model exists, run when the scorer is built.)"""
+        stage = "score" if info.field_name == "scorers" else "judge"
+        problems: list[InitErrorDetails] = []
+        for i, spec in enumerate(specs):
+            found = check_params(spec.name, spec.params)
+            if not found and scorer_class(spec.name).stage != stage:
+                found = [(("name",), _WRONG_STAGE[stage].format(name=spec.name))]
+            problems += [InitErrorDetails(type=PydanticCustomError("scorer_spec", "{message}", {"message": message}),
+                                          loc=(i, *where), input=spec.name) for where, message in found]
+        if problems:
+            # Raised inside a validator, a ValidationError's locations nest under the field's:
+            # `scorers.2.params.modle: unknown parameter for kenlm`.
+            raise ValidationError.from_exception_data(info.field_name or "scorers", problems)
+        return specs
 
     def content_hash(self) -> str:
         payload = json.dumps(self.model_dump(mode="json"), sort_keys=True)

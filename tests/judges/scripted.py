@@ -1,9 +1,12 @@
-"""A backend that replays fixed replies: for testing how judges handle what models say (parse
-failures, raw text) independently of any model's mood. It implements the LMBackend protocol."""
+"""Backends that answer without a model: for testing how judges handle what models say (parse
+failures, raw text) independently of any model's mood, and what they write. They implement the
+LMBackend protocol."""
 
 from __future__ import annotations
 
-from thresher.llm import CandidateLogprobs, Capability, Generation
+import math
+
+from thresher.llm import CandidateLogprobs, Capability, ContinuationScore, Generation
 
 
 class ScriptedBackend:
@@ -30,6 +33,47 @@ class ScriptedBackend:
 
     def score(self, prefixes, continuations):  # pragma: no cover - not declared
         raise AssertionError("not declared")
+
+    def count_tokens(self, text: str) -> int:
+        return len(text.split())
+
+    def truncate(self, text: str, max_tokens: int):
+        words = text.split(" ")
+        return (" ".join(words[:max_tokens]), True) if len(words) > max_tokens else (text, False)
+
+    def close(self) -> None:
+        pass
+
+
+class FixedBackend:
+    """Every capability, with fixed answers and no model: for tests of what judges and IFD write
+    (columns, rows, order), not of what a model thinks. Replies are `reply`; next-token
+    probabilities peak on the middle candidate; a continuation costs 1 nat per word, half that after
+    a non-empty prefix. Text is cut by words."""
+
+    def __init__(self, reply: str = "3", model_id: str = "fixed:v1"):
+        self.reply = reply
+        self._model_id = model_id
+
+    @property
+    def model_id(self) -> str:
+        return self._model_id
+
+    @property
+    def capabilities(self):
+        return frozenset(Capability)
+
+    def generate(self, prompts, params):
+        return [Generation(self.reply, "stop", 10, 1) for _ in prompts]
+
+    def next_token_logprobs(self, prompts, candidates, *, assistant_prefix=""):
+        weights = [1.0 / (1 + abs(i - (len(candidates) - 1) / 2)) for i in range(len(candidates))]
+        logprobs = {c: math.log(w / sum(weights)) for c, w in zip(candidates, weights)}
+        return [CandidateLogprobs(logprobs, prompt_tokens=10) for _ in prompts]
+
+    def score(self, prefixes, continuations):
+        return [ContinuationScore(tuple(-0.5 if prefix else -1.0 for _ in text.split()))
+                for prefix, text in zip(prefixes, continuations)]
 
     def count_tokens(self, text: str) -> int:
         return len(text.split())
@@ -84,4 +128,4 @@ class CountingBackend:
         pass
 
 
-__all__ = ["CandidateLogprobs", "CountingBackend", "ScriptedBackend"]
+__all__ = ["CandidateLogprobs", "CountingBackend", "FixedBackend", "ScriptedBackend"]

@@ -1,7 +1,6 @@
 from __future__ import annotations
 
 import json
-import time
 import zipfile
 
 import pytest
@@ -93,21 +92,5 @@ def test_fast_path_equals_literal_rules_on_real_text_in_388_languages(sample_dat
     assert mismatches == []
 
 
-def test_fast_path_is_several_times_faster(sample_data):
-    c4, _, udhr = _real_texts(sample_data)
-    texts = c4 + udhr[:100]
-
-    def best_of(function, repeats=3):
-        times = []
-        for _ in range(repeats):
-            started = time.perf_counter()
-            for text in texts:
-                function(text)
-            times.append(time.perf_counter() - started)
-        return min(times)
-
-    normalize_lines(texts[0])  # build the code-point table outside the timing
-    fast = best_of(normalize_lines)
-    literal = best_of(lambda text: [reference_normalize_line(line) for line in text.split("\n")])
-    # bench/kenlm_overhead.py measures ~10-15x; 3x leaves room for a noisy machine
-    assert literal / fast > 3, f"fast {fast:.3f}s vs literal {literal:.3f}s"
+# The fast path's speed against the literal rules (~10-15x) is a benchmark, not a test:
+# bench/kenlm_overhead.py, part 2, prints the ratio on a larger corpus.

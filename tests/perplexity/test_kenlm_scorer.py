@@ -121,8 +121,10 @@ def test_contract_nulls_and_row_order(toy_model):
 
 
 def test_model_is_required_and_must_exist(tmp_path):
-    with pytest.raises(ValueError, match="needs `model`"):
-        KenLMPerplexityScorer().score(batch_of(["x"]))
+    with pytest.raises(TypeError, match="model"):
+        KenLMPerplexityScorer()
+    with pytest.raises(FileNotFoundError, match="does not exist"):
+        KenLMPerplexityScorer(model=str(tmp_path / "missing.arpa")).prepare()
     with pytest.raises(FileNotFoundError, match="does not exist"):
         KenLMPerplexityScorer(model=str(tmp_path / "missing.arpa")).score(batch_of(["x"]))
 

@@ -158,7 +158,7 @@ def test_contract_nulls_empty_text_and_truncation(tiny_lm):
 
 
 def test_scorer_pickles_without_its_model_and_loads_it_once_per_process(tiny_lm, tmp_path):
-    from thresher.scorers import lm_perplexity
+    from thresher.perplexity import lm_scorer as lm_perplexity
 
     copy = tmp_path / "copy"
     shutil.copytree(tiny_lm, copy)

@@ -11,7 +11,7 @@ import pyarrow as pa
 import pytest
 
 from tests.perplexity import perplexity_data as pdata
-from thresher.perplexity import kenlm as kenlm_training
+from thresher.perplexity import train_kenlm as kenlm_training
 from thresher.perplexity.kenlm_scorer import KenLMPerplexityScorer, load_kenlm_model
 from thresher.perplexity.train_kenlm import KenLMTrainingError, find_kenlm_tool, train_kenlm
 

@@ -5,7 +5,7 @@ import json
 import pytest
 
 from tests.perplexity import perplexity_data as pdata
-from tests.scorers.test_lm_perplexity import SENTENCES
+from tests.perplexity.test_lm_scorer import SENTENCES
 from thresher.perplexity.train_proxy import train_proxy
 
 torch = pytest.importorskip("torch")

@@ -15,6 +15,7 @@ import pyarrow.parquet as pq
 
 from thresher.augment.eliminate import ELIMINATION_REASONS
 from thresher.augment.tables import STAGE, lineage_part, seeds_path
+from thresher.augment.views import EVOL
 from thresher.storage.run_dir import RunDir
 
 
@@ -111,10 +112,10 @@ def lineage_chain(run: RunDir, doc_id: str) -> list[dict]:
 
 def catalog_views(con, existing: set[str]) -> list[tuple[str, str, str]]:
     """Derived views for thresher.storage.catalog (see the module doc)."""
-    if "augment_attempts" not in existing:
+    if EVOL.attempts_view not in existing:
         return []
     reasons = ", ".join(f"count(*) FILTER (WHERE elimination_reason = '{r}') AS {r}" for r in ELIMINATION_REASONS)
     sql = ("SELECT round, operation, count(*) AS attempts, count(*) FILTER (WHERE survived) AS survived, "
            "round(avg(CASE WHEN survived THEN 1.0 ELSE 0.0 END), 4) AS survival_rate, "
-           f"{reasons} FROM augment_attempts GROUP BY round, operation ORDER BY round, operation")
-    return [("augment_survival", sql, "Evol-Instruct attempts, survivors and eliminations by round and operation")]
+           f"{reasons} FROM {EVOL.attempts_view} GROUP BY round, operation ORDER BY round, operation")
+    return [(EVOL.survival_view, sql, "Evol-Instruct attempts, survivors and eliminations by round and operation")]

@@ -120,9 +120,10 @@ def run(
         from thresher.config import ScorerSpec, load_selection_recipe
         from thresher.dedup.config import DedupConfig
         from thresher.flows.augment import augment_loop_flow
+        from thresher.scorers.registry import accepted_params
 
         recipes = [run_flow(load_selection_recipe, p) for p in select or []]
-        specs = [ScorerSpec(name=j, params={"backend_options": options} if options and j != "ifd" else {})
+        specs = [ScorerSpec(name=j, params=accepted_params(j, {"backend_options": options} if options else {}))
                  for j in judge or []]
         result = run_flow(augment_loop_flow, str(source_run), cfg, specs, DedupConfig() if dedup else None, recipes)
     else:

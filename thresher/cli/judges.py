@@ -66,11 +66,14 @@ def run(
     prefect_logging(log_level)
     from thresher.config import ScorerSpec
     from thresher.flows.judges import judge_flow
+    from thresher.scorers.registry import accepted_params
 
-    params = _params(mode, model, backend, base_url, concurrency, option)
-    names = judge or ["judge_alpagasus"]
-    specs = [ScorerSpec(name=n, params={k: v for k, v in params.items() if not (n == "ifd" and k == "mode")})
-             for n in names]
+    # Shared flags go to the judges that take them (IFD has no --mode); --option items go to every
+    # judge named, so a key no judge takes is an error, not silently dropped.
+    shared = _params(mode, model, backend, base_url, concurrency, None)
+    explicit = parse_key_values(option, "--option")
+    specs = [ScorerSpec(name=n, params={**accepted_params(n, shared), **explicit})
+             for n in judge or ["judge_alpagasus"]]
     result = run_flow(judge_flow, str(run_dir), specs)
     print_rows("judges", result["judges"])
 

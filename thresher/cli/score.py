@@ -7,7 +7,7 @@ from typing import Annotated
 
 import typer
 
-from thresher.cli.console import print_rows
+from thresher.cli.console import console
 from thresher.cli.run import LogLevel, prefect_logging, run_flow
 from thresher.cli.summaries import (
     print_score,
@@ -31,12 +31,17 @@ def score(
 
 
 def scorers() -> None:
-    """List the available scorers and the columns each writes."""
-    from thresher.scorers.registry import available_scorers, build_scorer
+    """List every registered scorer and judge (each version): the stage that runs it, the table it
+    reads, its parameters and the columns it writes. Read from the classes: nothing is built and no
+    model is loaded."""
+    from thresher.scorers.registry import describe, registrations
 
-    rows = []
-    for name in available_scorers():
-        scorer = build_scorer(name)
-        columns = [f.name for f in scorer.output_schema if f.name != "doc_id"]
-        rows.append({"scorer": f"{scorer.name}@{scorer.version}", "columns": ", ".join(columns)})
-    print_rows("scorers", rows)
+    for registration in registrations():
+        d = describe(registration.key)
+        lines = [f"{d.key}  ({d.stage} stage; reads {d.table or 'every table'})",
+                 f"  required params: {', '.join(d.required) or 'none'}",
+                 f"  optional params: {', '.join(d.optional) or 'none'}",
+                 f"  columns: doc_id, {', '.join(d.columns)}"]
+        lines += [f"  columns depend on {param}: {how}" for param, how in d.column_params]
+        # soft_wrap: a long line is never broken inside a column name.
+        console.print("\n".join(lines), soft_wrap=True, markup=False, highlight=False)

@@ -24,7 +24,10 @@ refuses to write a non-finite weight.
 from __future__ import annotations
 
 import math
+from collections import Counter
+from collections.abc import Mapping
 from dataclasses import dataclass
+from types import MappingProxyType
 from typing import ClassVar
 
 import numpy as np
@@ -32,6 +35,7 @@ import pyarrow as pa
 
 from thresher.dsir.features import HashedNgramFeaturizer
 from thresher.dsir.fit import FittedDsir
+from thresher.scorers.base import ScorerBase
 
 NUM_TOKENS_COLUMN = "dsir_num_tokens"
 
@@ -53,7 +57,7 @@ def passes_min_length(num_tokens: np.ndarray | int, min_example_length: int) -> 
 
 
 @dataclass(frozen=True)
-class DsirScorer:
+class DsirScorer(ScorerBase):
     """Log importance weights of every document toward each target of one fit.
 
     Its fields identify the fit (`fit_hash` is the content hash of the fitted counts, so it is
@@ -64,6 +68,9 @@ class DsirScorer:
 
     name: ClassVar[str] = "dsir"
     version: ClassVar[str] = "1"
+    output_columns: ClassVar[tuple[str, ...]] = (NUM_TOKENS_COLUMN, weight_column("<target>"))
+    column_params: ClassVar[Mapping[str, str]] = MappingProxyType(
+        {"targets": f"one {weight_column('<target>')} column per target"})
 
     fit_hash: str
     targets: tuple[str, ...]
@@ -107,7 +114,7 @@ class DsirScorer:
             raise FloatingPointError(f"DSIR fit {self.fit_hash} gave a non-finite log weight")
         return example_length(batch.lengths, self.ngrams), weights
 
-    def score(self, batch: pa.RecordBatch) -> pa.RecordBatch:
+    def score(self, batch: pa.RecordBatch, stats: Counter | None = None) -> pa.RecordBatch:
         num_tokens, weights = self.log_weights(batch.column("text").to_pylist())
         return pa.RecordBatch.from_arrays(
             [batch.column("doc_id"), pa.array(num_tokens, pa.int64())]

@@ -34,8 +34,11 @@ import dataclasses
 import hashlib
 import json
 import time
+from collections import Counter
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
+from types import MappingProxyType
 from typing import Any, ClassVar
 
 import duckdb
@@ -50,7 +53,7 @@ from thresher.embeddings.config import DistillConfig
 from thresher.embeddings.scorer import EmbeddingScorer, arrow_to_vectors
 from thresher.embeddings.semdedup import resolve_seed
 from thresher.scorers.apply import score_cache_key
-from thresher.scorers.base import check_output, scorer_key, scorer_params_hash
+from thresher.scorers.base import ScorerBase, check_output, scorer_key, scorer_params_hash
 from thresher.storage.catalog import open_catalog
 from thresher.storage.parquet_io import AtomicParquetWriter, read_cache_key, write_json_atomic
 from thresher.storage.run_dir import RunDir
@@ -246,10 +249,13 @@ _heads: dict[tuple[str, str], tuple[dict, RidgeFit]] = {}
 
 
 @dataclass(frozen=True)
-class DistilledScorer:
+class DistilledScorer(ScorerBase):
     """Scores rows with a distilled head: `distilled_<name>_score` (see the module doc)."""
 
     version: ClassVar[str] = "1"
+    output_columns: ClassVar[tuple[str, ...]] = ("{name}_score",)
+    column_params: ClassVar[Mapping[str, str]] = MappingProxyType(
+        {"head": "the head's name names the column: distilled_<head name>_score"})
 
     head: str
     """A head directory (…/distilled_<name>/<hash>) or its distilled_<name>/ parent (the newest head)."""
@@ -305,7 +311,7 @@ class DistilledScorer:
         low, high = meta["target_range"]
         return np.clip(fit.predict(vectors), low, high)
 
-    def score(self, batch: pa.RecordBatch) -> pa.RecordBatch:
+    def score(self, batch: pa.RecordBatch, stats: Counter | None = None) -> pa.RecordBatch:
         column = self.vector_column
         if column in batch.schema.names:
             vectors, valid = arrow_to_vectors(batch.column(column))

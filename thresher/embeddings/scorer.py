@@ -18,8 +18,11 @@ Null text gives a null vector; an empty string is embedded (its special tokens o
 
 from __future__ import annotations
 
+from collections import Counter
+from collections.abc import Mapping
 from dataclasses import dataclass, field
-from typing import ClassVar
+from types import MappingProxyType
+from typing import ClassVar, Literal
 
 import numpy as np
 import pyarrow as pa
@@ -33,6 +36,7 @@ from thresher.embeddings.models import (
     get_encoder,
     located,
 )
+from thresher.scorers.base import ScorerBase
 
 TAG_PATTERN = r"^[a-z][a-z0-9_]{0,29}$"
 
@@ -75,21 +79,26 @@ def arrow_to_vectors(column: pa.Array | pa.ChunkedArray) -> tuple[np.ndarray, np
 
 
 @dataclass(frozen=True)
-class EmbeddingScorer:
+class EmbeddingScorer(ScorerBase):
     """Sentence embeddings of one text column (see the module doc)."""
 
     version: ClassVar[str] = "1"
+    output_columns: ClassVar[tuple[str, ...]] = ("{name}_vector", "{name}_tokens", "{name}_truncated")
+    column_params: ClassVar[Mapping[str, str]] = MappingProxyType({
+        "tag": "names the columns embed_<tag>_... (default embed_...)",
+        "model": "sets the width of the vector",
+    })
 
     model: str = DEFAULT_EMBEDDING_MODEL
     """Packaged name (all-minilm-l6-v2), sentence-transformers directory, or Hugging Face cache id."""
-    backend: str = "auto"
+    backend: Literal["auto", "onnx", "sentence_transformers"] = "auto"
     """onnx (onnxruntime, no torch), sentence_transformers, or auto (ONNX on CPU when the model has an
     ONNX export, sentence-transformers otherwise)."""
     onnx_file: str | None = None
     """ONNX export of `model` (default for the packaged MiniLM: its int8 build)."""
     device: str = "auto"
     """cpu, cuda, cuda:N, or auto (CUDA when torch sees one)."""
-    dtype: str = "auto"
+    dtype: Literal["auto", "float32", "float16", "bfloat16"] = "auto"
     """sentence-transformers weights: float32, float16, bfloat16, or auto (float16 on CUDA, else float32)."""
     max_seq_length: int | None = None
     """Tokens per text at most (default: the model's, 256 for MiniLM)."""
@@ -159,7 +168,7 @@ class EmbeddingScorer:
             return Encoded(np.zeros((0, self.dimension), np.float32), np.zeros(0, np.int32), np.zeros(0, bool))
         return self.encoder().encode(texts)
 
-    def score(self, batch: pa.RecordBatch) -> pa.RecordBatch:
+    def score(self, batch: pa.RecordBatch, stats: Counter | None = None) -> pa.RecordBatch:
         if self.text_column not in batch.schema.names:
             raise ValueError(f"{self.name} embeds column {self.text_column!r}, absent from the batch; run it with "
                              "`thresher embeddings embed` (which reads the scorer's input_columns)")

@@ -17,12 +17,11 @@ from thresher.config import ScorerSpec
 from thresher.flows.artifacts import artifact_key
 from thresher.flows.mapping import cached_task
 from thresher.flows.score import score_every_shard
+from thresher.judges.config import DEFAULT_JUDGES, CalibrationConfig
 from thresher.judges.runner import JUDGE_STAT_KEYS, build_judge_scorer, judge_shard
 from thresher.scorers.base import scorer_key
 from thresher.storage.catalog import build_catalog
 from thresher.storage.run_dir import RunDir
-
-DEFAULT_JUDGES = (ScorerSpec(name="judge_alpagasus"),)
 
 
 @cached_task(name="judge-shard", task_run_name="{table}/{shard_id}")
@@ -100,7 +99,7 @@ def judge_flow(run_dir: str, judges: list[ScorerSpec] | None = None) -> dict:
     run.stage_started("judge", judges=[scorer_key(j) for j in built])
     stats: list[dict] = []
     for judge in built:
-        for result in score_every_shard(run, [judge], "judge", table=judge.table, task_=judge_shard_task):
+        for result in score_every_shard(run, [judge], "judge", task_=judge_shard_task):
             if result["skipped"]:  # a cached task result describes the run that computed it
                 result = {**result, **{k: 0 for k in JUDGE_STAT_KEYS}}
             stats.append(result)
@@ -117,11 +116,11 @@ def calibrate_flow(run_dir: str, judge: ScorerSpec, name: str, labels_path: str 
                    positive_threshold: float | None = None) -> dict:
     from thresher.judges.calibrate import calibrate_judge, markdown, summary_json
 
+    config = CalibrationConfig(name=name, labels_path=labels_path, label_column=label_column, degraded=degraded,
+                               sample=sample, seed=seed, positive_threshold=positive_threshold)
     run = RunDir(run_dir)
     built = build_judge_scorer(judge.name, judge.params, run=run)
-    result, paths = calibrate_judge(run, built, name=name, labels_path=labels_path, label_column=label_column,
-                                    degraded=degraded, sample=sample, seed=seed,
-                                    positive_threshold=positive_threshold)
+    result, paths = calibrate_judge(run, built, **config.model_dump())
     build_catalog(run)
     create_markdown_artifact(markdown(result), key=artifact_key(run.root.name, "judge-calibration", name),
                              description=f"calibration of {built.name} on {result.reference}")

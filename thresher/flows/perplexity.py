@@ -45,8 +45,6 @@ def perplexity_flow(run_dir: str, scorers: list[ScorerSpec] | PerplexityConfig) 
     if not parts:
         raise ValueError(f"{run.root} has no documents or instructions to score: run `thresher ingest` first")
     built = [build_scorer(spec.name, spec.params) for spec in scorers]
-    for scorer in built:  # a missing model fails here, once, before any task starts
-        scorer.prepare()
     run.stage_started("perplexity", scorers=[scorer_key(s) for s in built])
     summary = score_summary(score_every_shard(run, built, "perplexity"))
     distributions = []

@@ -17,14 +17,19 @@ from thresher.storage.run_dir import RunDir
 
 def score_every_shard(run: RunDir, scorers: list[Scorer], label: str, *, table: str | None = None,
                       task_=score_shard_task) -> list[dict]:
-    """Map `task_` (the score task, or one with its signature) over every data shard (of `table`,
-    when given) for each scorer, in the calling flow; the per-shard stats, scorer by scorer."""
-    parts = [(t, s) for t, s, _ in run.data_parts() if table in (None, t)]
-    if not parts:
-        what = table or "documents or instructions"
-        raise ValueError(f"{run.root} has no {what} shards: run `thresher ingest` first")
+    """Map `task_` (the score task, or one with its signature) over the data shards each scorer reads
+    (its `table`, or `table` when given; every table when neither is set), in the calling flow;
+    the per-shard stats, scorer by scorer. Every scorer is prepared first, so a missing model fails
+    once, before any task starts."""
+    for scorer in scorers:
+        scorer.prepare()
     stats = []
     for scorer in scorers:
+        wanted = table or scorer.table
+        parts = [(t, s) for t, s, _ in run.data_parts() if wanted in (None, t)]
+        if not parts:
+            raise ValueError(f"{run.root} has no {wanted or 'documents or instructions'} shards for "
+                             f"{scorer_key(scorer)}: run `thresher ingest` first")
         jobs = [Job((str(run.root), scorer, t, shard), score_cache_key(run, scorer, t, shard)) for t, shard in parts]
         stats += map_cached(run, task_, jobs, label=f"{label} {scorer_key(scorer)}",
                             done=sidecar_done(run, scorer_key(scorer), shard_arg=3))

@@ -13,7 +13,6 @@
 from thresher.judges.base import Judgment, LLMJudge
 from thresher.judges.ifd import IFDScorer
 from thresher.judges.judges import (
-    JUDGES,
     AlpaGasusJudge,
     DeitaComplexityJudge,
     DeitaQualityJudge,
@@ -23,7 +22,6 @@ from thresher.judges.judges import (
 )
 
 __all__ = [
-    "JUDGES",
     "AlpaGasusJudge",
     "DeitaComplexityJudge",
     "DeitaQualityJudge",

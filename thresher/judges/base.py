@@ -29,9 +29,10 @@ import hashlib
 import threading
 import time
 from collections import Counter
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
-from typing import Any, ClassVar
+from types import MappingProxyType
+from typing import Any, ClassVar, Literal
 
 import pyarrow as pa
 
@@ -39,10 +40,21 @@ from thresher.judges.cache import JudgmentCache, compute_through_cache, input_ha
 from thresher.judges.detect import detect_injection
 from thresher.judges.scoring import ParseError, expected_score, parse_reply
 from thresher.judges.templates import PromptTemplate, latest_version, load_template
+from thresher.judges.views import JudgeColumns, llm_judge_columns
 from thresher.llm import BackendSpec, Capability, LMBackend, get_backend, require
 from thresher.llm.packaged import DEFAULT_JUDGE_MODEL
+from thresher.scorers.base import DataTable, ScorerBase, Stage
 
 MODES = ("expected", "generate")
+# The judge's columns after doc_id: `<name>_<suffix>`, one source for the schema and its listing.
+_COLUMNS: tuple[tuple[str, pa.DataType], ...] = (
+    ("score", pa.float32()),
+    ("raw", pa.large_string()),
+    ("parse_error", pa.string()),
+    ("truncated", pa.bool_()),
+    ("mass", pa.float32()),
+    ("injection", pa.string()),
+)
 # Without a tokenizer (an HTTP backend given none), text is cut at this many characters per token.
 CHARS_PER_TOKEN_FALLBACK = 4
 
@@ -86,18 +98,22 @@ class Judgment:
 
 
 @dataclass(frozen=True)
-class LLMJudge:
+class LLMJudge(ScorerBase):
     """Base of every judge (see the module doc). Subclasses set `task`, `stem` and `table`."""
 
     task: ClassVar[str] = ""
     stem: ClassVar[str] = ""
-    table: ClassVar[str] = "instructions"  # the run table the judge reads
-    code_version: ClassVar[str] = "1"
+    table: ClassVar[DataTable | None] = "instructions"  # the run table the judge reads
+    stage: ClassVar[Stage] = "judge"
+    code_version: ClassVar[str] = "1"  # the version it is registered under
+    output_columns: ClassVar[tuple[str, ...]] = tuple(f"{{name}}_{suffix}" for suffix, _ in _COLUMNS)
+    column_params: ClassVar[Mapping[str, str]] = MappingProxyType(
+        {"mode": "generate mode appends _gen to the name (judge_<task>_gen_...)"})
 
     model: str = DEFAULT_JUDGE_MODEL
     backend: str = "transformers"
     backend_options: dict[str, Any] = field(default_factory=dict)
-    mode: str = "expected"
+    mode: Literal["expected", "generate"] = "expected"
     prompt_version: int | None = None  # None: the newest (resolved when the judge is built)
     max_input_tokens: int = 512  # budget of the judged text (response / web extract)
     max_instruction_tokens: int = 256  # budget of the instruction and of its input
@@ -139,17 +155,22 @@ class LLMJudge:
         return ("doc_id", *self.template.fields)
 
     @property
+    def score_range(self) -> tuple[float, float]:
+        return min(self.template.scale), max(self.template.scale)
+
+    @property
     def output_schema(self) -> pa.Schema:
-        n = self.name
-        return pa.schema([
-            pa.field("doc_id", pa.string(), nullable=False),
-            pa.field(f"{n}_score", pa.float32()),
-            pa.field(f"{n}_raw", pa.large_string()),
-            pa.field(f"{n}_parse_error", pa.string()),
-            pa.field(f"{n}_truncated", pa.bool_()),
-            pa.field(f"{n}_mass", pa.float32()),
-            pa.field(f"{n}_injection", pa.string()),
-        ])
+        return pa.schema([pa.field("doc_id", pa.string(), nullable=False)]
+                         + [pa.field(f"{self.name}_{suffix}", dtype) for suffix, dtype in _COLUMNS])
+
+    @classmethod
+    def dashboard_columns(cls) -> tuple[JudgeColumns, ...]:
+        """What readers show of this judge's sidecars (thresher.judges.views): one declaration per
+        mode, since generate mode writes under `<name>_gen` (see `name`); the columns are
+        `output_schema`'s, by role."""
+        doc = (cls.__doc__ or "").strip().splitlines()[0] if cls.__doc__ else ""
+        return tuple(llm_judge_columns(f"judge_{cls.stem}" + ("_gen" if mode == "generate" else ""),
+                                       expected=mode == "expected", description=doc) for mode in MODES)
 
     def backend_spec(self) -> BackendSpec:
         return BackendSpec(self.backend, self.model, self.backend_options)
@@ -285,16 +306,9 @@ class LLMJudge:
                 stats.update({"not_sampled": chosen.count(False)})
         else:
             judgments = self.judge_rows(rows, stats)
-        schema = self.output_schema
+        # Each column suffix is the name of the Judgment field it holds.
         return pa.RecordBatch.from_arrays(
-            [
-                batch.column("doc_id"),
-                pa.array([j.score for j in judgments], pa.float32()),
-                pa.array([j.raw for j in judgments], pa.large_string()),
-                pa.array([j.parse_error for j in judgments], pa.string()),
-                pa.array([j.truncated for j in judgments], pa.bool_()),
-                pa.array([j.mass for j in judgments], pa.float32()),
-                pa.array([j.injection for j in judgments], pa.string()),
-            ],
-            schema=schema,
+            [batch.column("doc_id")]
+            + [pa.array([getattr(j, suffix) for j in judgments], dtype) for suffix, dtype in _COLUMNS],
+            schema=self.output_schema,
         )

@@ -96,9 +96,8 @@ def compute(
     threshold = positive_threshold if positive_threshold is not None else (0.5 if binary else float(np.median(y)))
     positive = y >= threshold if not binary else y == 1.0
     scored = ~np.isnan(s)
-    template = getattr(judge, "template", None)
-    if template is not None:
-        lo, hi = min(template.scale), max(template.scale)
+    if judge.score_range is not None:
+        lo, hi = judge.score_range
     else:  # a score without a fixed scale (IFD): round within the observed range
         lo, hi = (math.floor(np.nanmin(s)), math.ceil(np.nanmax(s))) if scored.any() else (0, 0)
     predicted = np.clip(np.rint(s[scored]), lo, hi).astype(int)

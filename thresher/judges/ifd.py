@@ -26,8 +26,10 @@ import pyarrow as pa
 
 from thresher.judges.base import _count
 from thresher.judges.cache import JudgmentCache, compute_through_cache, input_hash, judgment_key
+from thresher.judges.views import IFD_COLUMNS, JudgeColumns
 from thresher.llm import BackendSpec, Capability, LMBackend, get_backend, require
 from thresher.llm.packaged import DEFAULT_SMALL_LM
+from thresher.scorers.base import DataTable, ScorerBase, Stage
 
 PROMPT_WITH_INPUT = (
     "Below is an instruction that describes a task, paired with an input that provides further context. "
@@ -50,11 +52,13 @@ _SCHEMA = pa.schema([
 
 
 @dataclass(frozen=True)
-class IFDScorer:
+class IFDScorer(ScorerBase):
     name: ClassVar[str] = "ifd"
     version: ClassVar[str] = "1"
-    table: ClassVar[str] = "instructions"
+    table: ClassVar[DataTable | None] = "instructions"
+    stage: ClassVar[Stage] = "judge"
     input_columns: ClassVar[tuple[str, ...]] = ("doc_id", "instruction", "input", "output")
+    output_columns: ClassVar[tuple[str, ...]] = tuple(_SCHEMA.names[1:])
 
     model: str = DEFAULT_SMALL_LM
     backend: str = "transformers"
@@ -72,6 +76,11 @@ class IFDScorer:
     @property
     def output_schema(self) -> pa.Schema:
         return _SCHEMA
+
+    @classmethod
+    def dashboard_columns(cls) -> tuple[JudgeColumns, ...]:
+        """What readers show of the IFD sidecar (thresher.judges.views), by role."""
+        return (IFD_COLUMNS,)
 
     def get_backend(self) -> LMBackend:
         return get_backend(BackendSpec(self.backend, self.model, self.backend_options))

@@ -1,4 +1,5 @@
-"""The judges thresher ships (prompts in thresher/judges/prompts/<task>.yaml)."""
+"""The judges thresher ships (prompts in thresher/judges/prompts/<task>.yaml; names and versions in
+thresher.scorers.registry)."""
 
 from __future__ import annotations
 
@@ -6,6 +7,7 @@ from dataclasses import dataclass
 from typing import ClassVar
 
 from thresher.judges.base import LLMJudge
+from thresher.scorers.registry import build_scorer
 
 
 @dataclass(frozen=True)
@@ -49,25 +51,10 @@ class DeitaQualityJudge(LLMJudge):
     stem: ClassVar[str] = "deita_quality"
 
 
-JUDGES: dict[str, type[LLMJudge]] = {
-    "judge_alpagasus": AlpaGasusJudge,
-    "judge_ultrafeedback": UltraFeedbackJudge,
-    "judge_edu": EduJudge,
-    "judge_deita_complexity": DeitaComplexityJudge,
-    "judge_deita_quality": DeitaQualityJudge,
-}
-
-
 def build_judge(name: str, **params) -> LLMJudge:
-    """A judge by registry name (`judge_alpagasus`, ...) or task (`alpagasus`, ...)."""
-    key = name
-    if key.endswith("_gen"):
-        key = key[: -len("_gen")]
-        params.setdefault("mode", "generate")
-    if key not in JUDGES:
-        key = f"judge_{key}"
-    try:
-        cls = JUDGES[key]
-    except KeyError:
-        raise ValueError(f"unknown judge {name!r}; known: {', '.join(sorted(JUDGES))}") from None
-    return cls(**params)
+    """A judge by its registered name (`judge_alpagasus`, `judge_edu_gen`, ...) or task (`alpagasus`,
+    `edu_gen`, ...): the judges are registered in thresher.scorers.registry, like every scorer."""
+    judge = build_scorer(name if name.startswith("judge_") else f"judge_{name}", params)
+    if not isinstance(judge, LLMJudge):
+        raise ValueError(f"{name} is not a prompt judge")
+    return judge

@@ -13,9 +13,9 @@ from collections import Counter
 from collections.abc import Callable
 from typing import Any
 
-from thresher.judges.ifd import IFDScorer
-from thresher.judges.judges import JUDGES
 from thresher.scorers.apply import score_shard
+from thresher.scorers.base import Scorer
+from thresher.scorers.registry import UnknownScorerError, available_scorers, build_scorer, scorer_class
 from thresher.storage.run_dir import RunDir
 
 JUDGE_BATCH_ROWS = 256
@@ -23,26 +23,21 @@ JUDGE_CACHE_DIR = "judge_cache"
 # What a judged shard reports besides rows and seconds (counted by the judge's `score`).
 JUDGE_STAT_KEYS = ("cache_hits", "model_rows", "parse_errors", "truncated", "injection_flags", "not_sampled")
 
-# name -> class; the same entries belong in thresher.scorers.registry
-JUDGE_SCORERS: dict[str, type] = {**JUDGES, "ifd": IFDScorer}
 
-
-def build_judge_scorer(name: str, params: dict[str, Any] | None = None, *, run: RunDir | None = None):
-    """A judge (or IFD) scorer by name; with `run`, its judgment cache defaults to `<run>/judge_cache`."""
-    params = dict(params or {})
-    base = name[: -len("_gen")] if name.endswith("_gen") and name not in JUDGE_SCORERS else name
-    if base != name:
-        params.setdefault("mode", "generate")
+def build_judge_scorer(name: str, params: dict[str, Any] | None = None, *, run: RunDir | None = None) -> Scorer:
+    """A registered judge (stage "judge": the prompt judges, IFD) by name; with `run`, its judgment
+    cache defaults to `<run>/judge_cache`."""
     try:
-        cls = JUDGE_SCORERS[base]
-    except KeyError:
-        raise ValueError(f"unknown judge {name!r}; known: {', '.join(sorted(JUDGE_SCORERS))}") from None
+        stage = scorer_class(name).stage
+    except UnknownScorerError:
+        raise ValueError(f"unknown judge {name!r}; known: {', '.join(available_scorers('judge'))}") from None
+    if stage != "judge":
+        raise ValueError(f"{name} is not a judge (run it with `thresher score`); judges: "
+                         f"{', '.join(available_scorers('judge'))}")
+    params = dict(params or {})
     if run is not None and params.get("cache_dir") is None:
         params["cache_dir"] = str(run.root / JUDGE_CACHE_DIR)
-    try:
-        return cls(**params)
-    except TypeError as exc:
-        raise ValueError(f"bad parameters for judge {name!r}: {exc}") from None
+    return build_scorer(name, params)
 
 
 def judge_shard(

@@ -2,8 +2,9 @@
 
 Registered in `thresher.storage.catalog.DERIVED_VIEW_PROVIDERS` as
 `"thresher.perplexity.bands:catalog_views"`; `build_catalog` calls it after every score
-view exists. For each perplexity score view present (`score_kenlm` → `kenlm_perplexity`,
-`score_lm_perplexity` → `lm_perplexity`) it adds:
+view exists. For each perplexity score view present (`score_<scorer>` of every registered scorer
+that declares a `perplexity_column`: `score_kenlm` → `kenlm_perplexity`, `score_lm_perplexity` →
+`lm_perplexity`) it adds:
 
 - `perplexity_bands_<scorer>`: one row per scored document,
   `doc_id`, the raw perplexity, `<p>_band` and `<p>_pp_percentile` (p = `kenlm` or `lm`):
@@ -29,16 +30,23 @@ from __future__ import annotations
 
 from typing import Any
 
+from thresher.scorers.registry import available_scorers, scorer_class
 from thresher.storage.sql import quote_ident
 
-# score view -> (perplexity column, column prefix, band view)
-PERPLEXITY_SCORES: dict[str, tuple[str, str, str]] = {
-    "score_kenlm": ("kenlm_perplexity", "kenlm", "perplexity_bands_kenlm"),
-    "score_lm_perplexity": ("lm_perplexity", "lm", "perplexity_bands_lm_perplexity"),
-}
 HEAD_PERCENTILE = 0.30
 TAIL_PERCENTILE = 0.60
 CUTOFFS_VIEW = "perplexity_cutoffs"
+
+
+def perplexity_scores() -> dict[str, tuple[str, str, str]]:
+    """score view -> (perplexity column, column prefix, band view), for every registered scorer that
+    declares a `perplexity_column` (the prefix is that column without `_perplexity`)."""
+    scores = {}
+    for name in available_scorers():
+        column = scorer_class(name).perplexity_column
+        if column is not None:
+            scores[f"score_{name}"] = (column, column.removesuffix("_perplexity"), f"perplexity_bands_{name}")
+    return scores
 
 
 def _columns(con: Any, view: str) -> set[str]:
@@ -79,7 +87,7 @@ def catalog_views(con: Any, existing_view_names: set[str] | list[str]) -> list[t
     existing = set(existing_view_names)
     views: list[tuple[str, str, str]] = []
     cutoff_rows: list[str] = []
-    for score_view, (column, prefix, band_view) in PERPLEXITY_SCORES.items():
+    for score_view, (column, prefix, band_view) in perplexity_scores().items():
         if score_view not in existing or column not in _columns(con, score_view):
             continue
         scorer = score_view.removeprefix("score_")

