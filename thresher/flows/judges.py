@@ -18,6 +18,7 @@ from thresher.flows.artifacts import artifact_key
 from thresher.flows.mapping import cached_task
 from thresher.flows.score import score_every_shard
 from thresher.judges.config import DEFAULT_JUDGES, CalibrationConfig
+from thresher.judges.report import histogram_markdown, score_histogram
 from thresher.judges.runner import JUDGE_STAT_KEYS, build_judge_scorer, judge_shard
 from thresher.scorers.base import scorer_key
 from thresher.storage.catalog import build_catalog
@@ -46,44 +47,11 @@ def judge_summary(stats: list[dict]) -> list[dict]:
     return [by_judge[k] for k in sorted(by_judge)]
 
 
-def score_histogram(run: RunDir, judge) -> list[tuple[str, int]]:
-    """(bucket, rows) of the judge's main score over the whole run (nulls counted apart)."""
-    import duckdb
-
-    directory = run.root / "scores" / scorer_key(judge)
-    parts = sorted(str(p) for p in directory.glob("part-*.parquet"))
-    if not parts:
-        return []
-    column = "ifd_score" if judge.name == "ifd" else f"{judge.name}_score"
-    con = duckdb.connect()
-    try:
-        if judge.name == "ifd":
-            sql = (f"SELECT CASE WHEN {column} IS NULL THEN 'null' WHEN {column} >= 1 THEN '>= 1' "
-                   f"ELSE printf('%.1f-%.1f', floor({column} * 5) / 5, floor({column} * 5) / 5 + 0.2) END AS b, "
-                   "count(*) FROM read_parquet(?) GROUP BY b ORDER BY b")
-        else:  # one bucket per half point of the scale; rows outside the sample are not judged
-            sql = (f"SELECT CASE WHEN {column} IS NULL THEN 'null' "
-                   f"ELSE printf('%.1f', floor({column} * 2) / 2) END AS b, count(*) "
-                   f"FROM read_parquet(?) WHERE {judge.name}_parse_error IS DISTINCT FROM 'not_sampled' "
-                   "GROUP BY b ORDER BY b")
-        return [(b, int(n)) for b, n in con.execute(sql, [parts]).fetchall()]
-    finally:
-        con.close()
-
-
-def _histogram_markdown(name: str, histogram: list[tuple[str, int]]) -> str:
-    total = sum(n for _, n in histogram) or 1
-    lines = [f"## `{name}`", "", "| score | rows | |", "|---|---|---|"]
-    for bucket, n in histogram:
-        lines.append(f"| {bucket} | {n:,} | {'█' * max(1, round(40 * n / total)) if n else ''} |")
-    return "\n".join(lines)
-
-
 def publish_judge(run: RunDir, judges: list, summary: list[dict]) -> None:
     name = run.root.name
     create_table_artifact(summary, key=artifact_key(name, "judge-summary"),
                           description=f"Judges over {name}: rows, cache hits, rows sent to the model, parse failures")
-    sections = [_histogram_markdown(scorer_key(j), score_histogram(run, j)) for j in judges]
+    sections = [histogram_markdown(scorer_key(j), score_histogram(run, j)) for j in judges]
     create_markdown_artifact(f"# Judge scores of `{name}`\n\n" + "\n\n".join(sections) + "\n",
                              key=artifact_key(name, "judge-histograms"),
                              description="score histograms per judge (half-point buckets; IFD in 0.2 buckets)")
