@@ -1,7 +1,9 @@
-"""A real source run (Alpaca instructions from tests/data) and one real two-round Evol-Instruct
-run over six of them: SmolLM2-135M evolves and answers, Qwen2.5-Coder-0.5B judges information gain.
-Session-scoped: the stage, resume, flow and CLI tests all read the same run (copies where they
-write), so the models generate it once."""
+"""A real source run (Alpaca instructions from tests/data) and one two-round Evol-Instruct run over
+eight of them. The stage, resume, flow and CLI tests are about mechanics (rounds, lineage,
+checkpoints, catalog), so that run's generator and judge are the fake backend (tests/fake_backend.py);
+they all read the same run (copies where they write). What the real models do (SmolLM2 evolves,
+Qwen judges information gain) is measured on the session's demo run, which evolves with them
+anyway (test_stage.py), and by the Qwen judge directly."""
 
 from __future__ import annotations
 
@@ -9,16 +11,18 @@ import json
 
 import pytest
 
-from tests.lm_models import QWEN, SMOLLM2, backend
+from tests.lm_models import QWEN, backend
 from thresher.augment.config import AugmentConfig, GenerationSettings, LMSpec
 from thresher.config import IngestConfig, InputSpec
 from thresher.storage.run_dir import RunDir
 
-FP32 = {"dtype": "float32"}
-# Small budgets keep the run near a minute on 2 shared cores; the settings are otherwise the defaults.
+# Fakes registered under the "transformers" kind (an LMSpec accepts only the real kinds): the
+# generator replies with plain text (an evolved instruction, an answer), the judge's P(Equal) varies.
+FAKE_GENERATOR, FAKE_JUDGE = "fake-evol-generator", "fake-evol-judge"
+GENERATOR_OPTIONS = {"reply_format": "{text}"}
 CONFIG = AugmentConfig(
     name="evol", sample=8, rounds=2, seed=0, batch_size=4, max_parent_tokens=128,
-    generator=LMSpec(model=SMOLLM2, options=FP32), judge=LMSpec(model=QWEN),
+    generator=LMSpec(model=FAKE_GENERATOR, options=GENERATOR_OPTIONS), judge=LMSpec(model=FAKE_JUDGE),
     evolve=GenerationSettings(max_new_tokens=40), respond=GenerationSettings(max_new_tokens=32),
 )
 
@@ -41,11 +45,15 @@ def alpaca_source(sample_data, tmp_path_factory) -> RunDir:
 
 
 @pytest.fixture(scope="session")
-def models():
-    """SmolLM2 (float32, as tests/llm and tests/judges load it) and Qwen, shared through thresher's
-    process-wide backend cache."""
-    smol, qwen = backend(SMOLLM2, **FP32), backend(QWEN)
-    return smol, qwen
+def models(fake_lm):
+    """The fake generator and judge of CONFIG, built for this session."""
+    return fake_lm.as_transformers(FAKE_GENERATOR, **GENERATOR_OPTIONS), fake_lm.as_transformers(FAKE_JUDGE)
+
+
+@pytest.fixture(scope="session")
+def qwen_judge():
+    """The real Qwen judge (shared with tests/judges through thresher's backend cache)."""
+    return backend(QWEN)
 
 
 @pytest.fixture(scope="session")
