@@ -1,32 +1,33 @@
-"""Runs for the dashboard tests, built once for the whole package.
+"""Runs for the dashboard tests, built once for the whole package from the session's real demo.
 
-`demo_run`: the embedded demo (real text: installed packages' READMEs and licences, ShareGPT,
-a damaged shard), curated by the real flows, selections included.
+`demo_run` (tests/conftest.py): the embedded demo curated by the real flows: heuristics, langid,
+KenLM, dedup, DSIR (with a random baseline), a Qwen judge sidecar, embeddings and SemDeDup,
+selections, and an Evol-Instruct augmented run at `<run>/augment/evol/`. Read only, never written.
 
-`staged_run`: a copy of it taken through the later stages by their own code: a hostile shard
-(markup as document text) through the real ingest and scorers, the real dedup stage (exact and
-MinHash), a real DSIR fit toward the run's own instructions with weights and a Gumbel top-k
-selection (with its random baseline). The judge and Evol-Instruct tables are stand-ins with the
-shapes those stages are expected to write (formulas over the heuristics, not model output), since
-those stages do not exist yet; so is `dedup/bare_clusters` (doc_id and cluster_id only), which
-exercises the panel's derived columns.
+`staged_run`: a copy of it taken further by the stages' own code: a hostile shard (markup as
+document text) through the real ingest and scorers and the real dedup stage again (so the markup
+is a cluster the dedup panel shows), and a real calibration of the demo's judge
+(`thresher judge calibrate`'s flow, real-versus-degraded answers judged by the same Qwen model).
+
+`evol_run`: the demo's augmented run (its own run directory, with `augment_attempts` and
+`augment_survival`), read only.
 """
 
 from __future__ import annotations
 
 import json
-import shutil
-from unittest import mock
 
-import duckdb
 import pytest
 
+from tests.conftest import copy_run
 from thresher.storage import catalog
 from thresher.storage.run_dir import RunDir
 
 # Text a hostile input could carry: the pages must show it as text, never as markup.
 INJECTED = '<script>window.__pwned = 1</script><img src=x onerror="window.__pwned = 2"><b>bold</b> ' * 3
 INJECTED_URL = 'javascript:window.__pwned=3//"><script>window.__pwned=4</script>'
+CALIBRATION = "alpagasus-degraded"
+CALIBRATION_PAIRS = 3  # real answers, and as many degraded copies, judged by the demo's judge
 
 
 def _ingest_hostile_shard(run: RunDir) -> None:
@@ -47,77 +48,39 @@ def _ingest_hostile_shard(run: RunDir) -> None:
             score_shard(run, build_scorer(name), shard.table, shard.shard_id)
 
 
-def _dsir(run: RunDir) -> None:
-    from thresher.dsir.config import DsirConfig, DsirSelection, DsirTarget
-    from thresher.dsir.fit import fit_dsir, save_fit
-    from thresher.dsir.resample import select_dsir
-    from thresher.dsir.weights import DsirScorer
-    from thresher.scorers.apply import score_shard
+def _calibrate_judge(run: RunDir) -> None:
+    from thresher.demo import demo_judges
+    from thresher.flows.judges import calibrate_flow
 
-    catalog.build_catalog(run)
-    fitted = fit_dsir(run, DsirConfig(targets=[DsirTarget(name="chat", sql="SELECT text FROM instructions")]))
-    save_fit(run, fitted)
-    scorer = DsirScorer.from_fit(fitted)
-    for table, shard_id, _ in run.data_parts():
-        score_shard(run, scorer, table, shard_id)
-    catalog.build_catalog(run)
-    select_dsir(run, fitted, DsirSelection(name="chat-like", k=60, seed=0))
-
-
-def _stand_ins(run: RunDir) -> None:
-    con = duckdb.connect()
-    try:
-        con.execute("SET file_search_path = ?", [str(run.root)])
-
-        def copy(sql: str, relative: str) -> None:
-            (run.root / relative).parent.mkdir(parents=True, exist_ok=True)
-            con.execute(f"COPY ({sql}) TO '{run.root / relative}' (FORMAT parquet)")
-
-        copy("SELECT doc_id, exact_hash AS cluster_id FROM read_parquet('dedup/exact_clusters/*.parquet')",
-             "dedup/bare_clusters/part-0.parquet")
-        # A judge: an integer score, an expected score and raw output, some of it unparsed.
-        copy("""SELECT doc_id,
-                CASE WHEN hash(doc_id) % 10 = 0 THEN NULL
-                     ELSE least(5, greatest(0, round(5 * coalesce(gopher_alpha_words_ratio, 0))))::INTEGER
-                END AS judge_score,
-                least(5.0, greatest(0.0, 5 * coalesce(gopher_alpha_words_ratio, 0)
-                    + ((hash(doc_id) % 100) / 100.0 - 0.5))) AS judge_expected_score,
-                CASE WHEN hash(doc_id) % 10 = 0 THEN 'I cannot rate this.' ELSE 'Educational score: 3' END
-                    AS judge_raw
-            FROM read_parquet('scores/heuristics@1/*.parquet')""", "scores/judge_edu@1/part-all.parquet")
-        # Evol-Instruct: three rounds of candidates per instruction, some eliminated with a reason.
-        copy("""SELECT doc_id, r AS round,
-                ['add_constraints', 'deepening', 'concretizing', 'breadth'][1 + (hash(doc_id, r) % 4)::BIGINT]
-                    AS evol_type,
-                hash(doc_id, r) % 5 <> 0 AS survived,
-                CASE WHEN hash(doc_id, r) % 5 <> 0 THEN NULL
-                     ELSE ['no_information_gain', 'sorry_answer', 'copied_template'][1 + (hash(doc_id) % 3)::BIGINT]
-                END AS elimination_reason
-            FROM read_parquet('instructions/*.parquet'), range(1, 4) t(r)""", "evol/candidates/part-0.parquet")
-    finally:
-        con.close()
+    # The demo's own judge settings: its real answers come from the judge cache, the degraded
+    # copies go to the model.
+    (spec,) = [s for s in demo_judges(40) if s.name == "judge_alpagasus"]
+    calibrate_flow(str(run.root), spec, CALIBRATION, degraded=CALIBRATION_PAIRS, seed=0)
 
 
 def stage_run(run: RunDir) -> RunDir:
-    """Take a curated run through the later stages (see the module docstring)."""
+    """Take a copy of the demo through the later stages (see the module docstring)."""
     from thresher.dedup.config import DedupConfig
     from thresher.dedup.stage import dedup_run
 
     _ingest_hostile_shard(run)
     dedup_run(run.root, DedupConfig(threads=1, memory_limit="512MB"))
-    _dsir(run)
-    _stand_ins(run)
-    # Evol-Instruct's directory is not a stage-table directory of the catalog yet.
-    with mock.patch.object(catalog, "STAGE_TABLE_DIRS", (*catalog.STAGE_TABLE_DIRS, "evol")):
-        catalog.build_catalog(run)
+    _calibrate_judge(run)
+    catalog.build_catalog(run)
     return run
 
 
 @pytest.fixture(scope="package")
-def staged_run(demo_run, tmp_path_factory) -> RunDir:
+def staged_run(demo_run, prefect_harness, tmp_path_factory) -> RunDir:
     target = tmp_path_factory.mktemp("dash-staged") / "run"
-    shutil.copytree(demo_run.root, target, ignore=shutil.ignore_patterns(".prefect-results", "inputs"))
-    return stage_run(RunDir(target))
+    return stage_run(RunDir(copy_run(demo_run.root, target)))
+
+
+@pytest.fixture(scope="package")
+def evol_run(demo_run) -> RunDir:
+    run = RunDir(demo_run.root / "augment" / "evol")
+    assert run.catalog_path.is_file(), "the demo augments its judged instructions into <run>/augment/evol/"
+    return run
 
 
 @pytest.fixture(scope="package")
@@ -126,3 +89,11 @@ def staged_report(staged_run, tmp_path_factory):
     from thresher.dashboards.report import write_report
 
     return write_report(staged_run, tmp_path_factory.mktemp("report") / "sub" / "report.html")
+
+
+@pytest.fixture(scope="package")
+def evol_report(evol_run, tmp_path_factory):
+    """The static report of the demo's augmented run (written outside it)."""
+    from thresher.dashboards.report import write_report
+
+    return write_report(evol_run, tmp_path_factory.mktemp("evol-report") / "report.html")

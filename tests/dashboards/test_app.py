@@ -36,9 +36,20 @@ def demo_client(demo_run):
     return TestClient(create_app(demo_run))
 
 
+@pytest.fixture(scope="module")
+def evol_before(evol_run):
+    return _snapshot(evol_run.root)
+
+
+@pytest.fixture(scope="module")
+def evol_client(evol_run, evol_before):
+    """The demo's augmented run: the Evol-Instruct panel's run."""
+    return TestClient(create_app(evol_run))
+
+
 @pytest.mark.parametrize("key", [p.key for p in panels.PANELS])
-def test_every_panel_page_renders_with_its_charts(client, key):
-    response = client.get("/" if key == "overview" else f"/{key}")
+def test_every_panel_page_renders_with_its_charts(client, evol_client, key):
+    response = (evol_client if key == "evol" else client).get("/" if key == "overview" else f"/{key}")
     assert response.status_code == 200, response.text[-2000:]
     html = response.text
     assert "Not in this run" not in html
@@ -55,7 +66,10 @@ def test_a_run_says_which_panels_it_lacks(demo_client):
     assert "Not in this run." in response.text
     for present in ("/dedup", "/judges"):
         assert "Not in this run." not in demo_client.get(present).text
-    assert "judge_alpagasus_score" in demo_client.get("/judges").text
+    judges = demo_client.get("/judges").text
+    assert "judge_alpagasus_score" in judges
+    # No calibration tables in the demo: the panel says how to make one, and pairs the score with nothing.
+    assert "No calibration of judge_alpagasus" in judges and "<h4>Calibration" not in judges
     overview = demo_client.get("/").text
     assert overview.count("not in this run") >= 1
     assert demo_client.get("/scores").status_code == 200
@@ -145,7 +159,7 @@ def test_sample_viewer_pages_through_a_band(client):
 def test_json_endpoints(client):
     panels_json = client.get("/api/panels").json()
     assert [p["key"] for p in panels_json] == [p.key for p in panels.PANELS]
-    assert all(p["in_run"] for p in panels_json)
+    assert {p["key"] for p in panels_json if not p["in_run"]} == {"evol"}  # an augmented run's panel
     overview = client.get("/api/overview").json()
     assert overview["funnel"]["rows_in"] == overview["funnel"]["rows_written"] + overview["funnel"]["rows_quarantined"]
     hist = client.get("/api/histogram", params={"view": "score_heuristics", "column": "gopher_word_count"}).json()
@@ -157,11 +171,11 @@ def test_json_endpoints(client):
 
 def test_a_new_panel_plugs_in_by_view_name(client):
     def render(cat, ctx, params):
-        return f"<p>evol rows: {cat.scalar('SELECT count(*) FROM evol_candidates')}</p>"
+        return f"<p>edge rows: {cat.scalar('SELECT count(*) FROM dedup_edges')}</p>"
 
     extra = [
-        panels.Panel("evolcount", "Evol count", "counts evol rows", "Needs evol_candidates.",
-                     lambda cat: cat.has("evol_candidates"), render),
+        panels.Panel("edgecount", "Edge count", "counts MinHash candidate pairs", "Needs dedup_edges.",
+                     lambda cat: cat.has("dedup_edges"), render),
         panels.Panel("future", "Future stage", "a stage to come", "Needs a future_* view.",
                      lambda cat: any(v.startswith("future_") for v in cat.views), render),
     ]
@@ -169,8 +183,8 @@ def test_a_new_panel_plugs_in_by_view_name(client):
     try:
         for panel in extra:
             panels.register_panel(panel)
-        html = client.get("/evolcount").text
-        assert "evol rows: " in html and 'href="/evolcount"' in html
+        html = client.get("/edgecount").text
+        assert "edge rows: " in html and 'href="/edgecount"' in html
         assert "Not in this run.</strong> Needs a future_* view." in client.get("/future").text
         assert '<span class="absent" title="not in this run">Future stage</span>' in client.get("/").text
     finally:
@@ -187,3 +201,18 @@ def test_browsing_changes_nothing_in_the_run(client, staged_run, before):
                 "/judges", "/evol", "/api/overview", "/api/samples?view=score_langid&column=lang_score"]:
         assert client.get(url).status_code == 200
     assert _snapshot(staged_run.root) == before
+
+
+def test_evol_page_shows_the_survival_of_each_operation(evol_client, evol_run):
+    html = evol_client.get("/evol").text
+    with d.read_catalog(evol_run) as cat:
+        rows = cat.rows("SELECT operation, sum(attempts), sum(survived) FROM augment_survival GROUP BY 1")
+    for operation, attempts, survived in rows:
+        assert f"<td><code>{panels.h(operation)}</code></td><td>{attempts:,}</td><td>{survived:,}</td>" in html
+    assert "Evolutions per round" in html and "Attempts to read" in html
+
+
+def test_browsing_the_augmented_run_changes_nothing_in_it(evol_client, evol_run, evol_before):
+    for url in ["/", "/evol", "/judges", "/scores", "/dedup", "/api/overview"]:
+        assert evol_client.get(url).status_code == 200
+    assert _snapshot(evol_run.root) == evol_before

@@ -29,15 +29,29 @@ def test_report_is_self_contained(report_html):
     assert report_html.index(banner) < report_html.index("Plotly.newPlot")
 
 
+def _section(html: str, key: str) -> str:
+    start = html.index(f'<section class="panel" id="{key}">')
+    return html[start:html.index("</section>", start)]
+
+
 def test_report_has_every_panel_with_data(report_html):
     for panel in panels.PANELS:
         assert f'<section class="panel" id="{panel.key}">' in report_html, panel.key
-        assert f'<a href="#{panel.key}"' in report_html
-    assert "Not in this run" not in report_html
-    assert report_html.count("Plotly.newPlot") > 40  # every score column, funnel, dedup, DSIR, judge, evol
+        if panel.key != "evol":  # the augmented run's panel (test_evol_report)
+            assert f'<a href="#{panel.key}"' in report_html
+            assert "Not in this run" not in _section(report_html, panel.key), panel.key
+    assert report_html.count("Plotly.newPlot") > 40  # every score column, funnel, dedup, DSIR, judge
     for text in ("Stage funnel", "score_heuristics", "Quarantined rows by reason", "Largest clusters",
-                 "DSIR selection chat-like", "KL(target‖selected)", "Calibration", "Evolutions per round"):
+                 "DSIR selection assistant-like-web", "KL(target‖selected)", "Calibration <code>alpagasus-degraded",
+                 "reference label"):
         assert text in report_html, text
+
+
+def test_evol_report(evol_report):
+    html = evol_report.read_text(encoding="utf-8")
+    evol = _section(html, "evol")
+    assert "Not in this run" not in evol and "Evolutions per round" in evol and "Survival by operation" in evol
+    assert evol.count("Plotly.newPlot") >= 1 and not EXTERNAL.search(html)
 
 
 def test_report_never_carries_markup_from_documents(report_html):
