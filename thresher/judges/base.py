@@ -43,7 +43,7 @@ from thresher.judges.templates import PromptTemplate, latest_version, load_templ
 from thresher.judges.views import JudgeColumns, llm_judge_columns
 from thresher.llm import BackendSpec, Capability, LMBackend, get_backend, require
 from thresher.llm.packaged import DEFAULT_JUDGE_MODEL
-from thresher.scorers.base import DataTable, ScorerBase, Stage
+from thresher.scorers.base import DataTable, ScorerBase, Stage, require_input_columns
 
 MODES = ("expected", "generate")
 # The judge's columns after doc_id: `<name>_<suffix>`, one source for the schema and its listing.
@@ -288,13 +288,7 @@ class LLMJudge(ScorerBase):
         return out  # type: ignore[return-value]
 
     def score(self, batch: pa.RecordBatch, stats: Counter | None = None) -> pa.RecordBatch:
-        missing = [c for c in self.input_columns if c not in batch.schema.names]
-        if missing:
-            raise ValueError(
-                f"{self.name} reads columns {', '.join(self.input_columns)} of the {self.table} table; the batch "
-                f"lacks {', '.join(missing)}. Run it with `thresher judge run` (or a score_shard that reads a "
-                "scorer's `input_columns`)."
-            )
+        require_input_columns(self, batch.schema.names, "the batch")
         columns = {c: batch.column(c).to_pylist() for c in self.input_columns if c != "doc_id"}
         rows = [{c: columns[c][i] for c in columns} for i in range(batch.num_rows)]
         if self.sample_fraction < 1.0:

@@ -29,7 +29,7 @@ from thresher.judges.cache import JudgmentCache, compute_through_cache, input_ha
 from thresher.judges.views import IFD_COLUMNS, JudgeColumns
 from thresher.llm import BackendSpec, Capability, LMBackend, get_backend, require
 from thresher.llm.packaged import DEFAULT_SMALL_LM
-from thresher.scorers.base import DataTable, ScorerBase, Stage
+from thresher.scorers.base import DataTable, ScorerBase, Stage, require_input_columns
 
 PROMPT_WITH_INPUT = (
     "Below is an instruction that describes a task, paired with an input that provides further context. "
@@ -151,12 +151,7 @@ class IFDScorer(ScorerBase):
         return out  # type: ignore[return-value]
 
     def score(self, batch: pa.RecordBatch, stats: Counter | None = None) -> pa.RecordBatch:
-        missing = [c for c in self.input_columns if c not in batch.schema.names]
-        if missing:
-            raise ValueError(
-                f"ifd reads {', '.join(self.input_columns)} of the instructions table; the batch lacks "
-                f"{', '.join(missing)}. Run it with `thresher judge run`."
-            )
+        require_input_columns(self, batch.schema.names, "the batch")
         cols = {c: batch.column(c).to_pylist() for c in self.input_columns[1:]}
         results = self.score_rows([{c: cols[c][i] for c in cols} for i in range(batch.num_rows)], stats)
         return pa.RecordBatch.from_arrays(

@@ -13,7 +13,7 @@ from collections.abc import Callable
 
 import pyarrow.parquet as pq
 
-from thresher.scorers.base import Scorer, check_output, scorer_key, scorer_params_hash
+from thresher.scorers.base import Scorer, check_output, require_input_columns, scorer_key, scorer_params_hash
 from thresher.storage.parquet_io import AtomicParquetWriter, read_cache_key
 from thresher.storage.run_dir import RunDir
 
@@ -49,9 +49,7 @@ def score_shard(
             on_rows(rows)
         return {**base, "seconds": 0.0, "skipped": True}
     columns = list(scorer.input_columns)
-    missing = [c for c in columns if c not in source.schema_arrow.names]
-    if missing:
-        raise ValueError(f"{scorer_key(scorer)} reads column(s) {', '.join(missing)}, absent from {table}/{shard_id}")
+    require_input_columns(scorer, source.schema_arrow.names, f"{table}/{shard_id}")
     started = time.perf_counter()
     with AtomicParquetWriter(out_path, scorer.output_schema, cache_key) as writer:
         for batch in source.iter_batches(batch_size=batch_rows, columns=columns):

@@ -113,3 +113,13 @@ def check_output(scorer: Scorer, batch: pa.RecordBatch, result: pa.RecordBatch) 
     if not result.column("doc_id").equals(batch.column("doc_id")):
         raise ValueError(f"scorer {scorer_key(scorer)} reordered or changed doc_id")
     return result
+
+
+def require_input_columns(scorer: Scorer, names: list[str], where: str) -> None:
+    """Raise naming what `scorer` reads and what `where` lacks; scorers that read more than `text`
+    (judges) call it on every batch, `score_shard` once per shard."""
+    missing = [c for c in scorer.input_columns if c not in names]
+    if missing:
+        raise ValueError(
+            f"{scorer_key(scorer)} reads {', '.join(scorer.input_columns)} of the {scorer.table or 'data'} table; "
+            f"{where} lacks {', '.join(missing)}. Run it through `score_shard` (e.g. `thresher judge run`).")
