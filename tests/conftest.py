@@ -52,3 +52,54 @@ def copy_run(source: Path, target: Path) -> Path:
     the Prefect cache and the demo's raw inputs stay behind."""
     shutil.copytree(source, target, ignore=shutil.ignore_patterns(".prefect-results", "inputs"))
     return target
+
+
+class FakeLM:
+    """Selects the fake language model of tests/fake_backend.py (see the `fake_lm` fixture)."""
+
+    KIND = "fake"
+
+    def spec(self, model: str = "fake", **options):
+        from thresher.llm import BackendSpec
+
+        return BackendSpec(self.KIND, model, options)
+
+    def backend(self, model: str = "fake", **options):
+        """The process-wide FakeBackend for (model, options): the object judges built from the same
+        `backend="fake", model=..., backend_options=...` get, so its counters are theirs."""
+        from thresher.llm import get_backend
+
+        return get_backend(self.spec(model, **options))
+
+    def as_transformers(self, model: str, **options):
+        """A FakeBackend that `BackendSpec("transformers", model, options)` returns in this process: for
+        configs that accept only the real kinds (an augment `LMSpec`). `model` must name no real model."""
+        from tests.fake_backend import FakeBackend
+        from thresher.llm import BackendSpec, get_backend, register_backend
+
+        spec = BackendSpec("transformers", model, options)
+        register_backend(spec, FakeBackend(model, **options))
+        return get_backend(spec)
+
+
+@pytest.fixture(scope="session")
+def fake_lm():
+    """Backend kind "fake" (tests.fake_backend.FakeBackend), registered for the session: judges, IFD
+    and augmenters given `backend="fake"` build it through `thresher.llm.get_backend`, in this process
+    (Prefect's default thread task runner included; not in subprocesses)."""
+    from thresher.llm import BACKEND_KINDS
+
+    BACKEND_KINDS[FakeLM.KIND] = "tests.fake_backend:FakeBackend"
+    try:
+        yield FakeLM()
+    finally:
+        BACKEND_KINDS.pop(FakeLM.KIND, None)
+
+
+@pytest.fixture(scope="session")
+def prefect_for_cli(prefect_harness):
+    """The session's Prefect API, with Prefect's logging set up outside any CliRunner: a flow that is
+    the process's first sets logging up on its stream, which CliRunner closes after the command."""
+    from prefect.logging.configuration import ensure_logging_setup
+
+    ensure_logging_setup()

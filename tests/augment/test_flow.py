@@ -10,13 +10,12 @@ import pytest
 import yaml
 from typer.testing import CliRunner
 
-from tests.augment.conftest import CONFIG, FP32
-from tests.lm_models import SMOLLM2
+from tests.augment.conftest import CONFIG
 from thresher.config import ScorerSpec, SelectionRecipe, SelectionStep
 from thresher.storage.catalog import open_catalog
 from thresher.storage.run_dir import RunDir
 
-pytestmark = pytest.mark.usefixtures("prefect_harness")
+pytestmark = pytest.mark.usefixtures("prefect_for_cli", "fake_lm")
 
 # What thresher/storage/catalog.py gains with the augment stage (see the integration notes).
 AUGMENT_STAGE_DIR = "augment"
@@ -47,7 +46,7 @@ def test_augment_loop_flow_judges_dedups_selects_and_is_queryable(evolved, sourc
     from thresher.dedup.config import DedupConfig
     from thresher.flows.augment import augment_loop_flow
 
-    judge = ScorerSpec(name="judge_alpagasus", params={"model": SMOLLM2, "backend_options": FP32,
+    judge = ScorerSpec(name="judge_alpagasus", params={"backend": "fake", "model": "augment-loop",
                                                        "max_input_tokens": 48})
     keep = SelectionRecipe(name="evolved", table="instructions", where=[
         SelectionStep(name="not_near_duplicate", sql="NOT minhash_is_duplicate"),

@@ -1,5 +1,6 @@
-"""The augment stage with real models on real Alpaca seeds: one two-round run (conftest), then its
-rows, lineage, operations, and a run killed mid-round and resumed."""
+"""The augment stage on real Alpaca seeds: one two-round run (conftest, fake models), then its rows,
+lineage, operations, and a run killed mid-round and resumed; what the real models do, on the demo's
+Evol-Instruct run and with the Qwen judge."""
 
 from __future__ import annotations
 
@@ -9,7 +10,7 @@ from collections import Counter
 
 import pytest
 
-from tests.augment.conftest import CONFIG
+from tests.augment.conftest import CONFIG, FAKE_GENERATOR
 from tests.augment.helpers import read_dir
 from tests.lm_models import QWEN
 from thresher.augment.eliminate import ELIMINATION_REASONS, NO_INFORMATION_GAIN
@@ -56,10 +57,10 @@ def test_lineage_is_complete(evolved, alpaca_source):
     rows = attempts_of(out)
     seeds = {r["root_id"]: r for r in read_dir(out.root / "augment" / "seeds", "root_id")}
     by_id = {r["attempt_id"]: r for r in rows}
-    smol = rows[0]["model"]
+    generator = rows[0]["model"]
     for row in rows:
         assert row["root_id"] in seeds and row["seed"] == CONFIG.seed
-        assert row["model"] == smol and smol.startswith("transformers:") and "float32" in smol
+        assert row["model"] == generator and generator.startswith(f"fake:{FAKE_GENERATOR}:")
         assert (row["evolve_prompt_version"], row["equality_prompt_version"], row["respond_prompt_version"]) == (
             latest_version("evolve"), latest_version("equality"), latest_version("respond"))
         if row["parent_id"] == row["root_id"]:
@@ -154,11 +155,34 @@ def test_a_run_killed_mid_round_resumes_with_the_same_rows(evolved, tmp_path):
     assert again["attempts_generated"] == 0 and again["batches_reused"] == 4
 
 
-def test_equality_by_generation_on_a_real_judge(models):
+def test_real_models_evolve_and_the_judge_eliminates_at_its_threshold(demo_result):
+    """SmolLM2 evolving and answering real instructions and Qwen judging information gain, read from the
+    session's demo run (thresher.demo evolves 8 judged instructions for 2 rounds with these models)."""
+    from thresher.demo import DEMO_AUGMENT
+
+    rows = attempts_of(RunDir(demo_result["augment"]["output_run"]))
+    assert len(rows) == 16 and {r["model"].split(":")[0] for r in rows} == {"transformers"}
+    survivors = [r for r in rows if r["survived"]]
+    assert survivors, "no evolution by the real generator survived two rounds"
+    assert all(r["response"] and r["evolved_instruction"] != r["parent_instruction"] for r in survivors)
+    for row in rows:
+        if not row["survived"]:
+            assert row["elimination_reason"] in ELIMINATION_REASONS and row["elimination_detail"]
+    # Qwen has next-token log-probabilities, so "auto" judged every attempt that reached the judge by
+    # them, and eliminated exactly those at or above the threshold.
+    judged = [r for r in rows if r["equality_method"] not in (None, "identical")]
+    assert judged and all(r["equality_method"] == "logprobs" for r in judged)
+    for row in judged:
+        assert 0.0 <= row["p_equal"] <= 1.0 and "Equal" in row["equality_raw"]
+        assert (row["elimination_reason"] == NO_INFORMATION_GAIN) == (row["p_equal"] >= DEMO_AUGMENT.equal_threshold)
+
+
+def test_equality_by_generation_on_a_real_judge(qwen_judge):
     """The fallback for backends without next-token log-probabilities: decode the verdict and parse it."""
+    from thresher.augment.config import LMSpec
     from thresher.augment.evolve import Evolver
 
-    evolver = Evolver(CONFIG.model_copy(update={"equality_mode": "generate"}))
+    evolver = Evolver(CONFIG.model_copy(update={"equality_mode": "generate", "judge": LMSpec(model=QWEN)}))
     pairs = [("Explain the concept of cash flow.", "Explain the concept of cash flow."),
              ("Explain the concept of cash flow.", "Write a haiku about the ocean at night, in French.")]
     verdicts = evolver.judge_equality(pairs)

@@ -1,5 +1,6 @@
-"""The `thresher` command line: every top-level command run for real (the stage sub-apps, export,
-perplexity, report and dashboard are run in their stages' tests), and the installed script."""
+"""The `thresher` command line: every top-level command run for real (`scorers` in test_score.py; the
+stage sub-apps, export, perplexity, report and dashboard in their stages' tests), and the installed
+script."""
 
 import os
 import subprocess
@@ -69,17 +70,6 @@ def test_ingest_score_dedup_select_on_a_real_sample(sample_data, tmp_path):
                                "AND gopher_word_count >= 100").fetchall()[0]
         assert con.execute("SELECT count(*) FROM selections_long_unique").fetchall() == [(count,)]
     assert 0 < count < 40 and str(count) in selected.output
-
-
-def test_scorers_lists_every_registered_scorer_with_its_columns():
-    from thresher.scorers.registry import describe, registrations
-
-    result = invoke("scorers")
-    assert result.exit_code == 0, result.output
-    for registration in registrations():
-        d = describe(registration.key)
-        assert d.key in result.output and all(c in result.output for c in d.columns)
-    assert "heuristics@1" in result.output and "judge_alpagasus" in result.output
 
 
 def test_serve_names_a_missing_deployments_file(tmp_path):

@@ -24,7 +24,7 @@ from thresher.flows.artifacts import artifact_key
 from thresher.storage.catalog import open_catalog
 from thresher.storage.run_dir import RunDir
 
-pytestmark = pytest.mark.usefixtures("prefect_harness")
+pytestmark = pytest.mark.usefixtures("prefect_for_cli")
 runner = CliRunner()
 
 

@@ -261,18 +261,18 @@ def test_cli_export(export_run):
     app.command()(export)
     app.command("noop")(lambda: None)  # two commands, so `export` is addressed by name as in thresher's CLI
     runner = CliRunner()
-    result = runner.invoke(app, ["export", "--help"], env={"COLUMNS": "160"})
-    assert result.exit_code == 0
-    for option in ("--out", "--push", "--public", "--license", "--endpoint", "--token-secret"):
-        assert option in result.output
     out = export_run / "cli-export"
-    result = runner.invoke(app, ["export", str(export_run), "chat", "--out", str(out), "--shard-rows", "15"],
-                           env={"COLUMNS": "160"})
+    result = runner.invoke(app, ["export", str(export_run), "chat", "--out", str(out), "--shard-rows", "15",
+                                 "--license", "odc-by"], env={"COLUMNS": "160"})
     assert result.exit_code == 0, result.output
     assert str(out) in result.output.replace("\n", "")
     assert len(list((out / "data").iterdir())) >= 2
+    assert card_parts(out)[0]["license"] == "odc-by"
     result = runner.invoke(app, ["export", str(export_run), "nope"], env={"COLUMNS": "160"})
     assert result.exit_code == 2 and "no selection 'nope'" in result.output
+    result = runner.invoke(app, ["export", str(export_run), "chat", "--out", str(out), "--public"],
+                           env={"COLUMNS": "160"})
+    assert result.exit_code == 2 and "--public only applies with --push" in result.output
 
 
 def test_exports_a_selection_made_by_thresher_select(export_run, load_dataset):

@@ -166,3 +166,25 @@ def test_token_from_env_from_prefect_secret_or_none(export_dir, fake_hub, monkey
     out, err = capfd.readouterr()
     for text in (caplog.text, out, err):
         assert "hf_fromAPrefectSecret7" not in text and "hf_fromTheEnvironment42" not in text
+
+
+@pytest.mark.usefixtures("prefect_for_cli")
+def test_export_command_pushes_public_with_the_token_from_the_environment(export_run, fake_hub, monkeypatch,
+                                                                           tmp_path):
+    import typer
+    from typer.testing import CliRunner
+
+    from thresher.cli.export import export
+
+    app = typer.Typer()
+    app.command()(export)
+    app.command("noop")(lambda: None)  # two commands, so `export` is addressed by name as in thresher's CLI
+    monkeypatch.setenv("HF_TOKEN", TOKEN)
+    out = tmp_path / "pushed"
+    result = CliRunner().invoke(app, ["export", str(export_run), "docs-en", "--out", str(out), "--push",
+                                      "curator/from-cli", "--public", "--endpoint", fake_hub.endpoint,
+                                      "--revision", "v2", "--shard-rows", "60"], env={"COLUMNS": "200"})
+    assert result.exit_code == 0, result.output
+    assert "curator/from-cli" in result.output and TOKEN not in result.output
+    assert fake_hub.create_payloads[-1]["visibility"] == "public" and not fake_hub.repos["curator/from-cli"].private
+    assert fake_hub.repos["curator/from-cli"].branches["v2"] == local_files(out)

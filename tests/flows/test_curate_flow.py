@@ -118,21 +118,28 @@ def _subprocess_env() -> dict:
     return {**os.environ, "PREFECT_API_URL": PREFECT_API_URL.value()}
 
 
+@pytest.fixture(scope="module")
+def kill_reference(sample_data, tmp_path_factory) -> tuple[Path, int, dict[str, pa.Table]]:
+    """(inputs, documents, outputs of an uninterrupted curate of them): computed once, compared with
+    by every kill point below. The corpus is as small as keeps the victim busy after its first output
+    file (a dozen shards: at least two dozen more tasks of 25-80 ms each)."""
+    from thresher.flows.curate import curate_flow
+
+    root = tmp_path_factory.mktemp("kill-curate")
+    inputs = root / "inputs"
+    total = write_c4_shards(sample_data, inputs, shards=12, copies=5)
+    reference = recipe_for(root, inputs, "reference")
+    curate_flow(reference)
+    return inputs, total, read_outputs(RunDir(reference.run_dir))
+
+
 @pytest.mark.slow
 @pytest.mark.parametrize("kill_when", ["documents", "scores/heuristics@1"])
-def test_killed_curate_resumes_to_identical_outputs(tmp_path, sample_data, kill_when):
-    inputs = tmp_path / "inputs"
-    total = write_c4_shards(sample_data, inputs, shards=12, copies=25)
+def test_killed_curate_resumes_to_identical_outputs(tmp_path, kill_reference, kill_when):
+    inputs, total, expected = kill_reference
     env = _subprocess_env()
-
-    reference = recipe_for(tmp_path, inputs, "reference")
     interrupted = recipe_for(tmp_path, inputs, "interrupted")
-    for recipe in (reference, interrupted):
-        (tmp_path / f"{recipe.name}.yaml").write_text(json.dumps(recipe.model_dump(mode="json")))
-
-    done = _thresher("curate", str(tmp_path / "reference.yaml"), env=env)
-    out, _ = done.communicate(timeout=300)
-    assert done.returncode == 0, out
+    (tmp_path / "interrupted.yaml").write_text(json.dumps(interrupted.model_dump(mode="json")))
 
     victim = _thresher("curate", str(tmp_path / "interrupted.yaml"), env=env)
     watched = Path(interrupted.run_dir) / kill_when
@@ -151,7 +158,7 @@ def test_killed_curate_resumes_to_identical_outputs(tmp_path, sample_data, kill_
     assert resumed.returncode == 0, out
     assert run.read_manifest()["stages"]["curate"]["status"] == "finished"
 
-    expected, got = read_outputs(RunDir(reference.run_dir)), read_outputs(run)
+    got = read_outputs(run)
     assert expected.keys() == got.keys()
     for name in expected:
         assert expected[name].equals(got[name]), f"{name} differs after resume"

@@ -1,5 +1,6 @@
-"""The judge and calibration flows, and the `thresher judge` CLI, on a small real run (SmolLM2 as
-the model: these tests are about orchestration, caching and outputs)."""
+"""The judge and calibration flows, and the `thresher judge` CLI, on a small real run. These tests
+are about orchestration, caching and outputs, so every judge runs on the fake backend
+(tests/fake_backend.py): deterministic, varied scores, no weights to load."""
 
 from __future__ import annotations
 
@@ -9,23 +10,23 @@ import pyarrow.parquet as pq
 import pytest
 from typer.testing import CliRunner
 
-from tests.lm_models import SMOLLM2
 from thresher.config import IngestConfig, InputSpec, ScorerSpec
+from thresher.judges.metrics import roc_auc
 from thresher.storage.catalog import open_catalog
 from thresher.storage.run_dir import RunDir
 
-pytestmark = pytest.mark.usefixtures("prefect_harness")
+pytestmark = pytest.mark.usefixtures("prefect_for_cli", "fake_lm")
 
-FP32 = {"dtype": "float32"}
+FAKE = {"backend": "fake", "model": "judge-flow"}
 JUDGES = [
-    ScorerSpec(name="judge_alpagasus", params={"model": SMOLLM2, "backend_options": FP32, "max_input_tokens": 48}),
-    ScorerSpec(name="judge_edu", params={"model": SMOLLM2, "backend_options": FP32, "max_input_tokens": 96}),
-    ScorerSpec(name="ifd", params={"backend_options": FP32, "max_answer_tokens": 32, "max_question_tokens": 32}),
+    ScorerSpec(name="judge_alpagasus", params={**FAKE, "max_input_tokens": 48}),
+    ScorerSpec(name="judge_edu", params={**FAKE, "max_input_tokens": 96}),
+    ScorerSpec(name="ifd", params={**FAKE, "max_answer_tokens": 32, "max_question_tokens": 32}),
 ]
 
 
 @pytest.fixture(scope="module")
-def run(sample_data, tmp_path_factory, smollm2):
+def run(sample_data, tmp_path_factory, fake_lm):
     from thresher.flows.ingest import plan_shards
     from thresher.storage.ingest import ingest_shard
 
@@ -77,12 +78,16 @@ def test_calibration_flow_writes_three_tables(run):
 
     result = calibrate_flow(str(run.root), JUDGES[0], "alpagasus-degraded", degraded=4, seed=1)
     calibration = result["calibration"]
-    assert (calibration.n, calibration.n_scored) == (8, 8)
-    assert 0.0 <= calibration.auc <= 1.0 and sum(n for _, _, n in calibration.confusion) == 8
+    assert (calibration.n, calibration.n_scored) == (8, 8) and calibration.model_id.startswith("fake:judge-flow")
+    assert sum(n for _, _, n in calibration.confusion) == 8
     metrics = pq.read_table(run.root / "judge_calibration" / "metrics" / "alpagasus-degraded.parquet").to_pylist()
     assert metrics[0]["auc"] == pytest.approx(calibration.auc) and metrics[0]["judge"] == "judge_alpagasus"
     rows = pq.read_table(run.root / "judge_calibration" / "rows" / "alpagasus-degraded.parquet").to_pylist()
     assert sorted(r["kind"] for r in rows).count("real") == 4 and all(r["score"] is not None for r in rows)
+    # The metrics are those of the written rows: AUC and the class means, recomputed here.
+    assert calibration.auc == pytest.approx(roc_auc([r["score"] for r in rows], [r["label"] for r in rows]))
+    positive = [r["score"] for r in rows if r["label"] == 1]
+    assert metrics[0]["mean_score_positive"] == pytest.approx(sum(positive) / len(positive))
     assert pq.read_table(run.root / "judge_calibration" / "confusion" / "alpagasus-degraded.parquet").num_rows >= 1
 
 
@@ -107,8 +112,8 @@ def test_cli(run, sample_data):
     runner = CliRunner()
     listed = runner.invoke(app, ["prompts"])
     assert listed.exit_code == 0 and "alpagasus" in listed.output and "ultrafeedback" in listed.output
-    options = ["-o", json.dumps(FP32).join(["backend_options=", ""]), "-o", "max_input_tokens=48"]
-    again = runner.invoke(app, ["run", str(run.root), "-j", "judge_alpagasus", "--model", SMOLLM2, *options])
+    options = ["--backend", "fake", "--model", FAKE["model"], "-o", "max_input_tokens=48"]
+    again = runner.invoke(app, ["run", str(run.root), "-j", "judge_alpagasus", *options])
     assert again.exit_code == 0, again.output
     assert "judge_alpagasus@" in again.output
     bad = runner.invoke(app, ["run", str(run.root), "-j", "judge_nonsense"])
@@ -116,7 +121,7 @@ def test_cli(run, sample_data):
     neither = runner.invoke(app, ["calibrate", str(run.root)])
     assert neither.exit_code == 2 and "--labels FILE or --degraded N" in neither.output
     attacked = runner.invoke(app, ["injection", str(sample_data / "alpaca_sample.json"), "-j", "judge_alpagasus",
-                                   "--model", SMOLLM2, "--n", "2", *options])
+                                   "--n", "2", *options])
     assert attacked.exit_code == 0, attacked.output
     table = attacked.output
     for attack in ("ignore", "fake_score", "role_play", "plain_role", "close_block"):

@@ -1,5 +1,6 @@
-"""Judges as scorers: raw output kept on parse failure, the judgment cache, truncation, shards,
-IFD. The model is the small SmolLM2 (these tests are about the machinery, not judgment quality)."""
+"""Judges as scorers: raw output kept on parse failure, the judgment cache, truncation, shards.
+These are about the machinery, not judgment quality, so the model is the fake backend
+(tests/fake_backend.py); IFD's ordering of real pairs is a measurement and keeps SmolLM2."""
 
 from __future__ import annotations
 
@@ -10,8 +11,7 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
 
-from tests.judges.scripted import CountingBackend, ScriptedBackend
-from tests.lm_models import SMOLLM2
+from tests.judges.scripted import ScriptedBackend
 from thresher.judges.cache import JudgmentCache
 from thresher.judges.ifd import IFDScorer
 from thresher.judges.judges import AlpaGasusJudge, EduJudge
@@ -38,12 +38,11 @@ def batch_of(rows):
 
 
 @pytest.fixture
-def counting(smollm2):
-    """A counting wrapper around the session's SmolLM2, registered under its own spec."""
-    options = {**FP32, "max_batch_size": 7}  # a spec no other test uses
-    wrapper = CountingBackend(smollm2)
-    register_backend(BackendSpec("transformers", SMOLLM2, options), wrapper)
-    return wrapper, options
+def counting(fake_lm, request):
+    """A fake backend of this test's own (its counters start at 0), and the judge parameters that
+    select it."""
+    model = f"machinery-{request.node.name}"
+    return fake_lm.backend(model), {"backend": "fake", "model": model}
 
 
 def test_parse_failures_keep_the_raw_reply():
@@ -61,31 +60,31 @@ def test_parse_failures_keep_the_raw_reply():
 
 
 def test_missing_fields_are_reported_without_calling_the_model(counting, tmp_path):
-    wrapper, options = counting
-    judge = AlpaGasusJudge(model=SMOLLM2, backend_options=options)
-    calls = wrapper.calls
+    fake, select = counting
+    judge = AlpaGasusJudge(**select)
     (result,) = judge.judge_rows([{"instruction": "q", "input": None, "output": None}])
     assert (result.score, result.parse_error) == (None, ParseError.MISSING_INPUT)
-    assert wrapper.calls == calls
+    assert fake.total_calls == 0
 
 
 def test_the_cache_prevents_rejudging(counting, alpaca, tmp_path):
-    wrapper, options = counting
+    fake, select = counting
     rows = rows_of(alpaca[:4])
     rows.append(dict(rows[0]))  # a duplicate is judged once
-    params = dict(model=SMOLLM2, backend_options=options, cache_dir=str(tmp_path / "cache"), max_input_tokens=64)
+    params = dict(**select, cache_dir=str(tmp_path / "cache"), max_input_tokens=64)
     first = AlpaGasusJudge(**params).judge_rows(rows)
-    assert wrapper.rows == 4 and all(j.score is not None and not j.cached for j in first)
+    assert fake.total_rows == 4 and all(j.score is not None and not j.cached for j in first)
     assert first[4].score == first[0].score
+    assert len({j.score for j in first}) == 4  # four rows, four different judgments
 
-    calls = wrapper.calls
+    calls = fake.total_calls
     again = AlpaGasusJudge(**params).judge_rows(rows)  # a new judge object, e.g. a re-run
-    assert wrapper.calls == calls, "a cached judgment reached the model"
+    assert fake.total_calls == calls, "a cached judgment reached the model"
     assert [j.score for j in again] == [j.score for j in first] and all(j.cached for j in again)
 
     stats = Counter()
     AlpaGasusJudge(**params, prompt_version=1).judge_rows(rows, stats)  # another prompt: new judgments
-    assert stats["model_rows"] == 4 and stats["cache_hits"] == 0 and wrapper.calls > calls
+    assert stats["model_rows"] == 4 and stats["cache_hits"] == 0 and fake.total_calls > calls
 
     cache = JudgmentCache(tmp_path / "cache", "judge_alpagasus")
     assert cache.count() == 8 and not list(cache.dir.glob("*.tmp-*"))
@@ -93,14 +92,14 @@ def test_the_cache_prevents_rejudging(counting, alpaca, tmp_path):
     assert len(cache.get([])) == 0
 
 
-def test_long_inputs_are_cut_by_tokens_and_flagged(counting, alpaca, smollm2):
-    _, options = counting
-    judge = AlpaGasusJudge(model=SMOLLM2, backend_options=options, max_input_tokens=8)
+def test_long_inputs_are_cut_by_tokens_and_flagged(counting, alpaca):
+    fake, select = counting
+    judge = AlpaGasusJudge(**select, max_input_tokens=8)
     long_row, short_row = rows_of(alpaca[:1])[0], {"instruction": "Say hi.", "input": "", "output": "Hi!"}
-    assert smollm2.count_tokens(long_row["output"]) > 8
+    assert fake.count_tokens(long_row["output"]) > 8
     chat, truncated = judge.render(long_row)
     assert truncated and long_row["output"] not in chat[1]["content"]
-    assert smollm2.truncate(long_row["output"], 8)[0] in chat[1]["content"]
+    assert fake.truncate(long_row["output"], 8)[0] in chat[1]["content"]
     results = judge.judge_rows([long_row, short_row])
     assert [r.truncated for r in results] == [True, False]
     batch = batch_of([long_row, short_row])
@@ -108,8 +107,8 @@ def test_long_inputs_are_cut_by_tokens_and_flagged(counting, alpaca, smollm2):
 
 
 def test_the_edu_judge_reads_only_the_first_1000_characters(counting):
-    _, options = counting
-    judge = EduJudge(model=SMOLLM2, backend_options=options, max_input_tokens=2000)
+    _, select = counting
+    judge = EduJudge(**select, max_input_tokens=2000)
     text = "A" * 990 + " TAIL-MARKER " + "B" * 500
     chat, truncated = judge.render({"text": text})
     assert "TAIL-MARKER" not in chat[1]["content"] and "A" * 990 in chat[1]["content"] and not truncated
@@ -120,15 +119,14 @@ def test_judge_shard_is_resumable_and_rebuilt_from_the_cache(counting, alpaca, t
     from thresher.flows.ingest import plan_shards
     from thresher.storage.ingest import ingest_shard
 
-    wrapper, options = counting
+    fake, select = counting
     source = tmp_path / "alpaca.json"
     source.write_text(json.dumps(alpaca[:6]))
     run = RunDir(tmp_path / "run")
     run.init()
     ((spec, shard),) = plan_shards([InputSpec(paths=[str(source)], format="alpaca")])
     ingest_shard(run, shard, spec, IngestConfig())
-    judge = build_judge_scorer("judge_alpagasus", {"model": SMOLLM2, "backend_options": options,
-                                                   "max_input_tokens": 64}, run=run)
+    judge = build_judge_scorer("judge_alpagasus", {**select, "max_input_tokens": 64}, run=run)
     assert judge.cache_dir == str(run.root / "judge_cache")
     first = judge_shard(run, judge, "instructions", shard.shard_id)
     assert (first["rows"], first["model_rows"], first["cache_hits"], first["skipped"]) == (6, 6, 0, False)
@@ -137,15 +135,15 @@ def test_judge_shard_is_resumable_and_rebuilt_from_the_cache(counting, alpaca, t
     assert table.num_rows == 6 and table.column("judge_alpagasus_score").null_count == 0
     assert judge_shard(run, judge, "instructions", shard.shard_id)["skipped"]
     sidecar.unlink()
-    calls = wrapper.calls
+    calls = fake.total_calls
     rebuilt = judge_shard(run, judge, "instructions", shard.shard_id)
-    assert (rebuilt["model_rows"], rebuilt["cache_hits"]) == (0, 6) and wrapper.calls == calls
+    assert (rebuilt["model_rows"], rebuilt["cache_hits"]) == (0, 6) and fake.total_calls == calls
     assert pq.read_table(sidecar).column("judge_alpagasus_score").equals(table.column("judge_alpagasus_score"))
 
 
 def test_the_generic_score_path_says_what_a_judge_needs(counting):
-    _, options = counting
-    judge = AlpaGasusJudge(model=SMOLLM2, backend_options=options)
+    _, select = counting
+    judge = AlpaGasusJudge(**select)
     with pytest.raises(ValueError, match="lacks instruction, input, output.*thresher judge run"):
         judge.score(pa.RecordBatch.from_pylist([{"doc_id": "a", "text": "t"}]))
 

@@ -20,6 +20,9 @@ from thresher.judges.metrics import roc_auc
 
 N_PAIRS = 8
 MEASURED: dict[str, float] = {}
+# ultrafeedback's prefilled "Rating: " is followed by a score digit with probability 0.999-1.000 on
+# the rows below (measured); the floor leaves room for other hardware.
+MIN_MASS = 0.9
 
 
 @pytest.fixture(scope="module")
@@ -35,15 +38,12 @@ def judge_auc(judge, rows) -> float:
     return roc_auc(scores, [r.label for r in rows])
 
 
-# (judge, mode, floor): floor = the AUC measured on this sample minus 0.1 (see the module doc).
-# Measured (bf16, 2-core EPYC): alpagasus 0.844, ultrafeedback 0.422, deita_quality 0.797 in
-# expected mode; alpagasus generate 0.500 (the 0.5B model answers "5" to nearly everything, and
-# integer scores tie: the expected score's resolution is what separates the rows).
+# (judge, mode, floor): the judges that do separate real answers from degraded ones on this sample,
+# with floors between chance (0.5) and what they measured here (bf16, 2-core EPYC): alpagasus 0.844,
+# deita_quality 0.797, minus 0.1 for float differences on other hardware.
 CASES = [
     ("alpagasus", "expected", 0.74),
-    ("ultrafeedback", "expected", 0.32),
     ("deita_quality", "expected", 0.70),
-    ("alpagasus", "generate", 0.40),
 ]
 
 
@@ -56,23 +56,37 @@ def test_real_answers_outscore_degraded_ones(qwen, labelled, task, mode, floor):
     assert auc >= floor
 
 
+def test_judges_that_cannot_separate_still_give_readable_scores(qwen, labelled):
+    """Two settings in which the 0.5B judge does not tell real answers from degraded ones: ultrafeedback
+    (AUC 0.422 on the 16 rows above, below chance) and alpagasus in generate mode (0.500: it answers
+    "5" to nearly everything, and integer scores tie; the expected score's resolution is what separates
+    rows). Their AUC is not a property worth asserting; that they still read and score every row is."""
+    rows = [r.fields() for r in labelled[:4]]  # two real answers and their degraded copies
+    expected = build_judge("ultrafeedback", model=QWEN, max_input_tokens=128).judge_rows(rows)
+    print("ultrafeedback expected", [(round(j.score, 3), round(j.mass, 3)) for j in expected])
+    assert all(j.parse_error is None and 1 <= j.score <= 5 and j.mass > MIN_MASS for j in expected)
+    generated = build_judge("alpagasus", model=QWEN, mode="generate", max_input_tokens=128).judge_rows(rows)
+    print("alpagasus generate", [(j.score, j.raw) for j in generated])
+    assert all(j.parse_error is None and j.score in (0, 1, 2, 3, 4, 5) for j in generated)
+
+
 def test_educational_value_judge_on_wikipedia_and_c4(qwen, sample_data):
-    """Qwen2.5-Coder-0.5B cannot judge educational value: on this 6 + 6 sample its expected score
-    gives AUC 0.667, but 0.53 on 8 + 8 and 0.51 on 12 + 12 (bench/judge_modes.py), within 3.1-3.5
-    for every page; generating, it answers on a 0-100 scale ("Educational score: 50"), which the
-    judge reports as out of range with the reply kept. Use a larger judge for this task."""
-    wiki = [line for line in (sample_data / "wikipedia_sample.txt").read_text().splitlines() if len(line) > 1500][:6]
+    """Qwen2.5-Coder-0.5B cannot judge educational value: its expected score stays within 3.1-3.5 for
+    every page (AUC 0.667 on 6 + 6 pages, 0.53 on 8 + 8, 0.51 on 12 + 12: bench/judge_modes.py), so no
+    AUC is asserted here; generating, it answers on a 0-100 scale ("Educational score: 50"), which the
+    judge reports as out of range with the reply kept. Use a larger judge for this task. What is
+    asserted: the prefilled "Educational score: " is followed by a score digit, and a generated reply
+    is kept whether or not it parses."""
+    wiki = [line for line in (sample_data / "wikipedia_sample.txt").read_text().splitlines() if len(line) > 1500][:2]
     c4 = [json.loads(line)["text"] for line in (sample_data / "c4_sample.jsonl").read_text().splitlines()]
-    c4 = [t for t in c4 if len(t) > 800][:6]
+    c4 = [t for t in c4 if len(t) > 800][:2]
     judge = build_judge("edu", model=QWEN, max_input_tokens=320)
     judgments = judge.judge_rows([{"text": t} for t in wiki + c4])
-    scores = [j.score for j in judgments]
-    auc = roc_auc(scores, [1] * len(wiki) + [0] * len(c4))
-    print(f"AUC edu/expected wikipedia vs c4: {auc:.3f}; wiki {scores[:6]} c4 {scores[6:]}")
-    assert all(j.mass > 0.5 for j in judgments)  # the prefilled "Educational score: " is followed by a digit
-    assert auc >= 0.4
+    print(f"edu/expected: wiki {[j.score for j in judgments[:2]]} c4 {[j.score for j in judgments[2:]]}; "
+          f"mass {[round(j.mass, 3) for j in judgments]}")
+    assert all(j.mass > 0.5 and 0 <= j.score <= 5 for j in judgments)
     generated = build_judge("edu", model=QWEN, max_input_tokens=320, mode="generate").judge_rows(
-        [{"text": t} for t in wiki[:2]])
+        [{"text": t} for t in wiki[:1]])
     for j in generated:
         assert j.raw and (j.score is None) == (j.parse_error is not None)
         if j.parse_error:

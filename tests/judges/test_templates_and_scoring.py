@@ -8,7 +8,8 @@ import random
 import numpy as np
 import pytest
 
-from thresher.judges.judges import JUDGES, build_judge
+from thresher.judges.base import LLMJudge
+from thresher.judges.judges import build_judge
 from thresher.judges.metrics import average_ranks, confusion, roc_auc, spearman
 from thresher.judges.scoring import ParseError, expected_score, parse_reply
 from thresher.judges.templates import (
@@ -19,6 +20,7 @@ from thresher.judges.templates import (
     sanitize,
     unhardened_version,
 )
+from thresher.scorers.registry import available_scorers, scorer_class
 
 ROW = {"instruction": "Name a {colour}.", "input": "", "output": "Blue is a colour."}
 
@@ -30,7 +32,7 @@ def test_every_task_ships_an_unhardened_and_a_hardened_version():
         assert load_template(task, latest_version(task)).hardened
 
 
-@pytest.mark.parametrize("name", sorted(JUDGES))
+@pytest.mark.parametrize("name", [n for n in available_scorers("judge") if issubclass(scorer_class(n), LLMJudge)])
 def test_templates_render_every_field_once(name):
     judge = build_judge(name)
     fields = {f: f"<<{f} text>>" for f in judge.template.fields}
