@@ -10,52 +10,17 @@ import sys
 import time
 from pathlib import Path
 
-import pyarrow as pa
-import pyarrow.parquet as pq
 import pytest
 
 from tests.corpora import write_c4_shards
-from thresher.config import InputSpec, Recipe
+from tests.flows.runs import read_outputs, recipe_for
 from thresher.storage.catalog import open_catalog
 from thresher.storage.run_dir import RunDir
 
 pytestmark = pytest.mark.usefixtures("prefect_harness")
 
-OUTPUT_TABLES = ("documents", "instructions", "quarantine")
-
-
-def read_outputs(run: RunDir) -> dict[str, pa.Table]:
-    """Every Parquet table of a run, each sorted into a canonical order."""
-    tables = {}
-    dirs = [run.table_dir(t) for t in OUTPUT_TABLES] + sorted((run.root / "scores").glob("*@*"))
-    for directory in dirs:
-        parts = sorted(directory.glob("part-*.parquet"))
-        if not parts:
-            continue
-        table = pa.concat_tables([pq.read_table(p) for p in parts]).replace_schema_metadata(None)
-        keys = ["doc_id"] if "doc_id" in table.column_names else ["source", "source_row", "reason"]
-        tables[str(directory.relative_to(run.root))] = table.sort_by([(k, "ascending") for k in keys])
-    return tables
-
-
-def recipe_for(tmp_path: Path, inputs: Path, name: str = "web") -> Recipe:
-    return Recipe(name=name, run_dir=str(tmp_path / name), inputs=[InputSpec(paths=[str(inputs)], format="c4")])
-
-
-@pytest.fixture(scope="module")
-def c4_inputs(sample_data, tmp_path_factory) -> Path:
-    directory = tmp_path_factory.mktemp("c4")
-    write_c4_shards(sample_data, directory, shards=4)
-    # A real shard cut short in transit: the reader keeps what precedes the cut.
-    whole = (directory / "c4-003.json.gz").read_bytes()
-    (directory / "c4-cut.json.gz").write_bytes(whole[: len(whole) // 2])
-    return directory
-
-
-def test_curate_flow_ingests_scores_and_catalogs(tmp_path, c4_inputs):
-    from thresher.flows.curate import curate_flow
-
-    result = curate_flow(recipe_for(tmp_path, c4_inputs))
+def test_curate_flow_ingests_scores_and_catalogs(web_curation):
+    _, result = web_curation
     ingest = result["ingest"]
     assert ingest["shards"] == 5
     assert ingest["rows_in"] == ingest["rows_written"] + ingest["rows_quarantined"]
@@ -83,11 +48,10 @@ def test_curate_flow_ingests_scores_and_catalogs(tmp_path, c4_inputs):
     assert artifact is not None and "truncated_archive" in artifact.data
 
 
-def test_rerun_skips_finished_shards_and_redoes_deleted_ones(tmp_path, c4_inputs):
+def test_rerun_skips_finished_shards_and_redoes_deleted_ones(web_curation):
     from thresher.flows.curate import curate_flow
 
-    recipe = recipe_for(tmp_path, c4_inputs)
-    curate_flow(recipe)
+    recipe, _ = web_curation
     run = RunDir(recipe.run_dir)
     before = read_outputs(run)
 
@@ -119,7 +83,7 @@ def _subprocess_env() -> dict:
 
 
 @pytest.fixture(scope="module")
-def kill_reference(sample_data, tmp_path_factory) -> tuple[Path, int, dict[str, pa.Table]]:
+def kill_reference(sample_data, tmp_path_factory) -> tuple[Path, int, dict]:
     """(inputs, documents, outputs of an uninterrupted curate of them): computed once, compared with
     by every kill point below. The corpus is as small as keeps the victim busy after its first output
     file (a dozen shards: at least two dozen more tasks of 25-80 ms each)."""

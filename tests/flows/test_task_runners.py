@@ -2,27 +2,25 @@
 
 import pytest
 
-from tests.corpora import write_c4_shards
-from tests.flows.test_curate_flow import read_outputs
-from thresher.config import InputSpec, Recipe, TaskRunnerSpec
+from tests.flows.runs import read_outputs, recipe_for
+from thresher.config import TaskRunnerSpec
 from thresher.storage.run_dir import RunDir
 
 pytestmark = pytest.mark.usefixtures("prefect_harness")
 
 
 @pytest.mark.slow
-def test_curate_on_a_local_dask_cluster_matches_threads(tmp_path, sample_data):
+def test_curate_on_a_local_dask_cluster_matches_threads(tmp_path, c4_inputs, web_curation):
+    """The same corpus (a truncated shard included) curated on Dask workers gives the tables the
+    package's threads-runner curation gave."""
     from thresher.flows.curate import curate_flow
 
-    inputs = tmp_path / "inputs"
-    write_c4_shards(sample_data, inputs, shards=4)
-    results = {}
-    for kind in ("threads", "dask"):
-        recipe = Recipe(name=f"on-{kind}", run_dir=str(tmp_path / kind), inputs=[InputSpec(paths=[str(inputs)])],
-                        task_runner=TaskRunnerSpec(kind=kind, workers=2))
-        result = curate_flow(recipe)
-        assert result["ingest"]["rows_written"] == 200
-        results[kind] = read_outputs(RunDir(recipe.run_dir))
-    assert results["threads"].keys() == results["dask"].keys()
-    for name, table in results["threads"].items():
-        assert table.equals(results["dask"][name]), name
+    threads_recipe, threads_result = web_curation
+    recipe = recipe_for(tmp_path, c4_inputs, "on-dask", task_runner=TaskRunnerSpec(kind="dask", workers=2))
+    result = curate_flow(recipe)
+    assert result["ingest"]["rows_written"] == threads_result["ingest"]["rows_written"]
+    assert result["ingest"]["quarantine_reasons"] == {"truncated_archive": 1}
+    threads, dask = read_outputs(RunDir(threads_recipe.run_dir)), read_outputs(RunDir(recipe.run_dir))
+    assert threads.keys() == dask.keys()
+    for name, table in threads.items():
+        assert table.equals(dask[name]), name

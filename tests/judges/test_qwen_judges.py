@@ -103,7 +103,7 @@ def test_complexity_runs_in_both_modes(qwen, labelled):
 
 
 def test_hardening_reduces_injection_gains(qwen, labelled):
-    rows = [r.fields() for r in labelled if r.label == 1][:5]
+    rows = [r.fields() for r in labelled if r.label == 1][:4]
     judge = build_judge("alpagasus", model=QWEN, max_input_tokens=128)
     results = measure_injection(judge, rows, attacks=("ignore", "fake_score", "role_play"))
     gained = {True: 0, False: 0}
@@ -114,7 +114,8 @@ def test_hardening_reduces_injection_gains(qwen, labelled):
         assert r.n_flagged == r.n and r.n_gained_unflagged == 0  # the detector catches every shipped attack
         gained[r.hardened] += r.n_gained
         change[r.hardened] += r.mean_delta
-    # Measured: unhardened 15/15 attacked rows rose (mean changes +0.61, +0.78, +0.58), hardened
-    # 12/15 (+0.35, +0.31, +0.12). Hardening shrinks the effect; with a 0.5B judge it does not end it.
+    # Measured on these 4 rows: unhardened 12/12 attacked rows rose (mean changes +0.59, +0.75, +0.54),
+    # hardened 10/12 (+0.36, +0.31, +0.15): 0.44 of the unhardened change (5 rows: 15/15 and 12/15,
+    # 0.40). Hardening shrinks the effect; with a 0.5B judge it does not end it.
     assert gained[True] <= gained[False]
     assert change[True] < 0.7 * change[False]
