@@ -50,7 +50,7 @@ def demo_run(demo_result):
 def copy_run(source: Path, target: Path) -> Path:
     """A copy of a run directory to write into (runs hold only relative paths, so a copy works);
     the Prefect cache and the demo's raw inputs stay behind."""
-    shutil.copytree(source, target, ignore=shutil.ignore_patterns(".prefect-results", "inputs"))
+    shutil.copytree(source, target, ignore=shutil.ignore_patterns(".task-results", "inputs"))
     return target
 
 

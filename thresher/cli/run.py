@@ -29,9 +29,10 @@ def user_errors() -> tuple[type[BaseException], ...]:
     from thresher.llm.protocol import LMError
     from thresher.perplexity.train_kenlm import KenLMTrainingError
     from thresher.storage.readers import InputError
+    from thresher.storage.run_lock import RunLocked
 
     # ValueError covers ConfigError, pydantic's ValidationError and every stage's *Error(ValueError).
-    return (ValueError, FileNotFoundError, InputError, LMError, KenLMTrainingError, CatalogUnavailable)
+    return (ValueError, FileNotFoundError, InputError, LMError, KenLMTrainingError, CatalogUnavailable, RunLocked)
 
 
 def run_flow(fn: Callable[..., T], *args: Any, **kwargs: Any) -> T:

@@ -24,7 +24,7 @@ def sql(
     from thresher.storage.run_dir import RunDir
 
     try:
-        con = open_catalog(RunDir(run_dir), read_only=True)
+        con = open_catalog(RunDir(run_dir))
     except FileNotFoundError as exc:
         fail(str(exc))
     with con:

@@ -16,9 +16,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-import duckdb
-
-from thresher.storage.catalog import latest_score_keys, open_catalog, score_view_name
+from thresher.storage.catalog import ReadOnlyConnection, latest_score_keys, open_catalog, score_view_name
 from thresher.storage.run_dir import DATA_TABLES, RunDir
 from thresher.storage.sql import quote_ident
 
@@ -84,7 +82,7 @@ class Catalog:
     """One read-only connection to a run's catalog and what the dashboard knows about its views."""
 
     run: RunDir
-    con: duckdb.DuckDBPyConnection
+    con: ReadOnlyConnection
     views: dict[str, str]  # name -> description, in catalog order
     _columns: dict[str, list[Column]] = field(default_factory=dict)
     _definitions: dict[str, str] | None = None
@@ -188,11 +186,9 @@ def read_catalog(run_dir: str | Path | RunDir) -> Iterator[Catalog]:
     lock = _catalog_lock(run)
     with lock:
         try:
-            con = open_catalog(run, read_only=True)
+            con = open_catalog(run)
         except FileNotFoundError as exc:
             raise CatalogUnavailable(str(exc)) from None
-        except duckdb.IOException as exc:  # another process holds the write lock
-            raise CatalogUnavailable(f"the catalog of {run.root} is being rebuilt; try again ({exc})") from None
         try:
             names = [(str(r[0]), str(r[1] or "")) for r in con.execute(
                 "SELECT name, description FROM thresher_views").fetchall()]

@@ -12,6 +12,7 @@ from prefect.artifacts import create_markdown_artifact
 from thresher.export.config import DEFAULT_MAX_SHARD_BYTES
 from thresher.export.dataset import export_selection, read_export_summary
 from thresher.flows.artifacts import artifact_key
+from thresher.flows.locking import writes_run
 from thresher.storage.run_dir import RunDir
 
 
@@ -49,6 +50,7 @@ def push_task(export_dir: str, repo_id: str, private: bool, hf_token_secret: str
 
 
 @flow(name="thresher-export", log_prints=True)
+@writes_run("run_dir")
 def export_flow(
     run_dir: str,
     selection: str,

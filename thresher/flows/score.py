@@ -6,6 +6,7 @@ from prefect import flow
 
 from thresher.config import DEFAULT_SCORERS, ScorerSpec
 from thresher.flows.artifacts import publish_score, score_summary
+from thresher.flows.locking import writes_run
 from thresher.flows.mapping import Job, map_cached, sidecar_done
 from thresher.flows.tasks import score_shard_task
 from thresher.scorers.apply import score_cache_key
@@ -37,6 +38,7 @@ def score_every_shard(run: RunDir, scorers: list[Scorer], label: str, *, table: 
 
 
 @flow(name="thresher-score", log_prints=True)
+@writes_run("run_dir")
 def score_flow(run_dir: str, scorers: list[ScorerSpec] | None = None) -> dict:
     """Score every documents/instructions shard of `run_dir` with each scorer."""
     if scorers is None:

@@ -7,6 +7,7 @@ from prefect.artifacts import create_table_artifact
 
 from thresher.config import SelectionRecipe
 from thresher.flows.artifacts import artifact_key
+from thresher.flows.locking import writes_run
 from thresher.storage.catalog import build_catalog
 from thresher.storage.run_dir import RunDir
 from thresher.storage.select import run_selection
@@ -18,6 +19,7 @@ def select_task(run_root: str, recipe: SelectionRecipe) -> dict:
 
 
 @flow(name="thresher-select", log_prints=True)
+@writes_run("run_dir")
 def select_flow(run_dir: str, recipes: list[SelectionRecipe]) -> list[dict]:
     """Write `selections/<name>/` for each recipe and refresh the catalog."""
     run = RunDir(run_dir)

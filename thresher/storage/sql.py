@@ -6,6 +6,8 @@ spliced: a `;` cannot smuggle in a statement of its own."""
 
 from __future__ import annotations
 
+import re
+
 import duckdb
 
 
@@ -23,4 +25,36 @@ def single_statement(sql: str, template: str, *, label: str, error: type[Excepti
         raise error(f"{label}: {exc}") from None
     if len(statements) != 1:
         raise error(f"{label}: must be a single SQL expression, without ';'")
+    if statements[0].type != duckdb.StatementType.SELECT:
+        raise error(f"{label}: must be an expression inside a SELECT")
     return sql
+
+
+def sql_string(value: str) -> str:
+    """`value` as a DuckDB string literal."""
+    return "'" + value.replace("'", "''") + "'"
+
+
+# Statement kinds a reader may run. Everything else creates, modifies or writes something: COPY and
+# EXPORT write files, ATTACH creates a database file, LOAD/INSTALL run extension code, SET/RESET change
+# the sandbox, CREATE/INSERT/... modify the catalog, CALL runs table functions such as checkpoint().
+_READ_ONLY_TYPES = frozenset({duckdb.StatementType.SELECT, duckdb.StatementType.EXPLAIN})
+_LEADING_COMMENTS = re.compile(r"\A(?:\s+|--[^\n]*(?:\n|\Z)|/\*.*?\*/)*", re.S)
+_EXPLAIN_PREFIX = re.compile(r"EXPLAIN\s+(?:ANALY[SZ]E\s+)?", re.I)
+
+
+def require_read_only(sql: str) -> None:
+    """Raise duckdb.PermissionException unless every statement of `sql` only reads.
+
+    EXPLAIN ANALYZE executes the statement it explains, so EXPLAIN passes only in front of a SELECT."""
+    for statement in duckdb.extract_statements(sql):
+        kind = statement.type
+        if kind == duckdb.StatementType.EXPLAIN:
+            text = _LEADING_COMMENTS.sub("", statement.query)
+            prefix = _EXPLAIN_PREFIX.match(text)
+            inner = duckdb.extract_statements(text[prefix.end():]) if prefix else []
+            if len(inner) != 1 or inner[0].type != duckdb.StatementType.SELECT:
+                raise duckdb.PermissionException("the run catalog is read-only: EXPLAIN only before a SELECT")
+        elif kind not in _READ_ONLY_TYPES:
+            raise duckdb.PermissionException(
+                f"the run catalog is read-only: {kind.name} statements are not allowed (SELECT and EXPLAIN are)")
