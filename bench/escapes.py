@@ -41,7 +41,8 @@ def build_run(root: Path) -> Path:
 
     inputs = root / "inputs"
     inputs.mkdir()
-    lines = [json.dumps({"text": f"Document number {i}. " * 20, "url": f"https://example.org/{i}"}) for i in range(40)]
+    lines = [json.dumps({"text": f"Document number {i}. " * 20, "url": f"https://example.org/{i}"})
+             for i in range(40)]
     (inputs / "docs.jsonl").write_text("\n".join(lines) + "\n", encoding="utf-8")
     run = root / "run"
     ingest_flow(str(run), [InputSpec(paths=[str(inputs / "docs.jsonl")])])
@@ -59,7 +60,9 @@ def attempt_copy_into_run(run: Path, marker: Path) -> str:
             con.execute(f"COPY (SELECT * FROM documents LIMIT 2) TO '{target}'")
     except Exception as exc:  # noqa: BLE001 - any refusal is a block
         return f"blocked ({type(exc).__name__}: {str(exc)[:70]})"
-    return f"ESCAPED: wrote {target.name} ({target.stat().st_size} bytes) into documents/" if target.exists() else "blocked"
+    if target.exists():
+        return f"ESCAPED: wrote {target.name} ({target.stat().st_size} bytes) into documents/"
+    return "blocked"
 
 
 def attempt_tampered_catalog(run: Path, marker: Path) -> str:

@@ -50,8 +50,11 @@ INSTRUCTION_SCHEMA = pa.schema(
 )
 
 # One quarantine row stands for `n_rows` input rows: 1 for a bad line or record, the file's row
-# count for a Parquet file with the wrong schema, 1 for the unreadable remainder of a truncated
-# archive (whose row count cannot be known).
+# count for a Parquet file with the wrong schema, and 1 for a file that cannot be read at all or
+# for the unreadable remainder of one (a truncated archive, a corrupt Parquet page), whose row
+# count cannot be known. `file_bytes` is the size on disk of the file such a whole-file or
+# remainder row stands for (null on per-record rows, and when the file vanished); it is the last
+# column so that parts written before it existed still read as one dataset (union by name).
 QUARANTINE_SCHEMA = pa.schema(
     [
         pa.field("source", pa.string(), nullable=False),
@@ -61,6 +64,7 @@ QUARANTINE_SCHEMA = pa.schema(
         pa.field("detail", pa.string(), nullable=False),
         pa.field("n_rows", pa.int64(), nullable=False),
         pa.field("raw", pa.large_binary()),
+        pa.field("file_bytes", pa.int64()),
     ],
     metadata={"thresher.table": "quarantine", "thresher.schema_version": SCHEMA_VERSION},
 )
@@ -78,6 +82,13 @@ class QuarantineReason:
     OVERSIZED = "oversized"
     SCHEMA_MISMATCH = "schema_mismatch"
     INVALID_RECORD = "invalid_record"
+    # The file as a whole: it cannot be opened, decoded or told apart from other formats.
+    UNREADABLE_FILE = "unreadable_file"
+    UNKNOWN_FORMAT = "unknown_format"
+    PERMISSION_DENIED = "permission_denied"
+    FILE_VANISHED = "file_vanished"
+    # Rows before the damage were read; the rest of the file (one row) was not.
+    UNREADABLE_REMAINDER = "unreadable_remainder"
 
     ALL = (
         INVALID_JSON,
@@ -89,7 +100,17 @@ class QuarantineReason:
         OVERSIZED,
         SCHEMA_MISMATCH,
         INVALID_RECORD,
+        UNREADABLE_FILE,
+        UNKNOWN_FORMAT,
+        PERMISSION_DENIED,
+        FILE_VANISHED,
+        UNREADABLE_REMAINDER,
     )
+    # A shard quarantined as a whole holds nothing else; a retry may read it once its cause is gone.
+    WHOLE_FILE = frozenset({UNREADABLE_FILE, UNKNOWN_FORMAT, PERMISSION_DENIED, FILE_VANISHED})
+    TRANSIENT = frozenset({PERMISSION_DENIED, FILE_VANISHED})
+    # Rows that stand for a file or its unread rest, and so carry `file_bytes`.
+    FILE_LEVEL = WHOLE_FILE | {TRUNCATED_ARCHIVE, UNREADABLE_REMAINDER}
 
 
 def make_doc_id(source_fingerprint: str, source_row: int) -> str:

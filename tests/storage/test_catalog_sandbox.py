@@ -14,7 +14,7 @@ from thresher.storage.sql import require_read_only
 from .test_catalog import run  # noqa: F401  (the two-shard run with toy scores)
 
 
-def run_files(run) -> set[str]:
+def run_files(run) -> set[str]:  # noqa: F811
     return {str(p.relative_to(run.root)) for p in run.root.rglob("*")}
 
 
@@ -100,7 +100,8 @@ def test_a_tampered_catalog_file_is_never_executed(run, tmp_path):  # noqa: F811
     with open_catalog(run) as reader:
         assert reader.execute("SELECT count(*) FROM documents").fetchall() == [(3,)]
         definition = reader.execute("SELECT definition FROM thresher_views WHERE name = 'documents'").fetchall()
-        assert definition == [(f"SELECT * FROM read_parquet('{run.root}/documents/part-*.parquet', union_by_name = true)",)]
+        parts = f"{run.root}/documents/part-*.parquet"
+        assert definition == [(f"SELECT * FROM read_parquet('{parts}', union_by_name = true)",)]
     assert not marker.exists()
     # a rebuild replaces the tampered file without opening it
     build_catalog(run)

@@ -74,3 +74,81 @@ def test_catalog_sees_no_half_written_shard(tmp_path, sample_data):
     build_catalog(run)
     with open_catalog(run) as con:
         assert con.execute("SELECT count(*) FROM documents").fetchall() == [(200,)]
+
+
+def test_unreadable_files_are_named_in_their_stats(tmp_path):
+    corpus, ingest, _expected, _written = build_bad_input_corpus(tmp_path)
+    run = RunDir(tmp_path / "run")
+    run.init()
+    spec = InputSpec(paths=[str(corpus)])
+    stats = {Path(s["source"]).name: s for s in (ingest_shard(run, sh, spec, ingest) for sh in discover_shards(spec))}
+    named = {name: s["file_quarantined"] for name, s in stats.items() if s["file_quarantined"]}
+    assert named == {"no-footer.parquet": "unreadable_file", "plain.jsonl.gz": "unreadable_file",
+                     "notes.json": "unknown_format"}
+    for name in named:
+        assert (stats[name]["rows_in"], stats[name]["rows_quarantined"]) == (1, 1)
+        assert stats[name]["bytes_in"] == (corpus / name).stat().st_size
+    # A file read up to a corrupt page is not a quarantined file: its first rows are in the run.
+    assert stats["rot.parquet"]["file_quarantined"] is None and stats["rot.parquet"]["rows_written"] == 7
+
+
+def quarantine_rows(run: RunDir) -> list[dict]:
+    return pq.read_table(run.table_dir("quarantine")).to_pylist()
+
+
+def test_a_vanished_file_is_read_when_it_is_back(tmp_path, sample_data):
+    """A file gone between planning and reading is quarantined; the same shard, resumed once the
+    file is back, is read (not served from the first attempt), and replaces its quarantine row."""
+    run = RunDir(tmp_path / "run")
+    run.init()
+    source = tmp_path / "c4.jsonl"
+    source.write_bytes((sample_data / "c4_sample.jsonl").read_bytes())
+    spec = InputSpec(paths=[str(source)], format="c4")
+    (shard,) = discover_shards(spec)
+    moved = source.rename(tmp_path / "elsewhere.jsonl")
+    first = ingest_shard(run, shard, spec, IngestConfig())
+    assert (first["file_quarantined"], first["bytes_in"], first["rows_in"], first["rows_written"]) == (
+        "file_vanished", None, 1, 0)
+    [row] = quarantine_rows(run)
+    assert (row["reason"], row["file_bytes"], row["source"]) == ("file_vanished", None, "c4.jsonl")
+
+    moved.rename(source)
+    again = ingest_shard(run, shard, spec, IngestConfig())
+    assert not again["skipped"] and again["file_quarantined"] is None
+    assert (again["rows_in"], again["rows_written"]) == (200, 200) and quarantine_rows(run) == []
+    assert ingest_shard(run, shard, spec, IngestConfig())["skipped"]
+
+
+def test_a_file_unreadable_when_planned_is_replaced_once_readable(tmp_path, sample_data, monkeypatch):
+    """Permission denied while planning gives a shard named by path (its content cannot be
+    fingerprinted). Once the file is readable it plans under its content fingerprint, and the
+    path-named shard's outputs are retired so the file is not counted twice. Root reads any file,
+    so the PermissionError a non-root user gets from the fingerprinting read is raised here."""
+    from thresher.storage import formats
+    from thresher.storage.ingest import retire_superseded
+
+    run = RunDir(tmp_path / "run")
+    run.init()
+    source = tmp_path / "c4.jsonl"
+    source.write_bytes((sample_data / "c4_sample.jsonl").read_bytes())
+    spec = InputSpec(paths=[str(source)], format="c4")
+
+    def denied(path):
+        raise PermissionError(13, "Permission denied", str(path))
+
+    with monkeypatch.context() as patch:
+        patch.setattr(formats, "file_fingerprint", denied)
+        (locked,) = discover_shards(spec)
+    assert locked.problem.reason == "permission_denied"
+    stats = ingest_shard(run, locked, spec, IngestConfig())
+    assert stats["file_quarantined"] == "permission_denied" and stats["rows_in"] == 1
+
+    (readable,) = discover_shards(spec)
+    assert readable.shard_id != locked.shard_id
+    assert retire_superseded(run, [readable]) == [locked.shard_id]
+    assert retire_superseded(run, [readable]) == []
+    ingest_shard(run, readable, spec, IngestConfig())
+    build_catalog(run)
+    with open_catalog(run) as con:
+        assert con.execute("SELECT sum(rows_in), sum(rows_written) FROM ingest_stats").fetchall() == [(200, 200)]
+        assert con.execute("SELECT count(*) FROM quarantine").fetchall() == [(0,)]

@@ -348,34 +348,143 @@ def test_a_path_that_matches_nothing_is_an_input_error(tmp_path, pattern):
     assert path in str(error.value)
 
 
-def test_undecidable_formats_are_input_errors(tmp_path):
+def cut_parquet_footer(path: Path, table: pa.Table) -> Path:
+    """A real Parquet file whose footer (metadata and closing magic) is cut off, as a copy
+    interrupted in transit leaves it."""
+    write_parquet(path, table)
+    path.write_bytes(path.read_bytes()[:-100])
+    return path
+
+
+def corrupt_parquet_page(path: Path, table: pa.Table, rows_per_group: int) -> Path:
+    """A real Parquet file with the page header of its second row group overwritten (bit rot in
+    one page): the first `rows_per_group` rows stay readable, the rest do not."""
+    write_parquet(path, table, row_group_size=rows_per_group)
+    chunk = pq.ParquetFile(path).metadata.row_group(1).column(0)
+    start = chunk.dictionary_page_offset or chunk.data_page_offset
+    damaged = bytearray(path.read_bytes())
+    damaged[start : start + 64] = bytes(range(64))
+    path.write_bytes(bytes(damaged))
+    return path
+
+
+def c4_table(n: int) -> pa.Table:
+    return pa.Table.from_pylist([c4_record(i) for i in range(n)])
+
+
+def assert_one_file_row(result: Read, path: Path, reason: str, file_bytes: int | None) -> dict:
+    """The read holds nothing but one quarantine row for the whole file, counted as one row in."""
+    [row] = result.quarantined()
+    assert (row["reason"], row["n_rows"], row["source_row"], row["file_bytes"]) == (reason, 1, None, file_bytes)
+    assert row["source"] == path.name and str(path) in row["detail"]
+    assert result.records.num_rows == 0 and result.rows_in == 1
+    return row
+
+
+def unreadable_files(tmp_path: Path) -> list[tuple[Path, str, str, str]]:
+    """(file, format given, reason, what the detail says) for files that cannot be read at all."""
+    not_parquet = tmp_path / "fake.parquet"
+    not_parquet.write_bytes(b"PAR1 this is not parquet")
+    no_footer = cut_parquet_footer(tmp_path / "no-footer.parquet", c4_table(50))
+    not_gzip = tmp_path / "plain.jsonl.gz"
+    not_gzip.write_bytes(b'{"text": "not compressed"}\n')
+    not_zstd = tmp_path / "garbage.jsonl.zst"
+    not_zstd.write_bytes(hashlib.sha256(b"seed").digest() * 16)
+    not_an_array = tmp_path / "scalar.json"
+    not_an_array.write_text('"just a string"')
     junk = write_lines(tmp_path / "junk.jsonl", [b"not json", b"[1, 2]", b"42"])
     text = tmp_path / "notes.txt"
     text.write_text("plain text\n")
-    for path in (junk, text):
-        with pytest.raises(InputError, match="cannot decide the format|neither a JSON") as error:
-            discover_shards(InputSpec(paths=[str(path)]))
-        assert str(path) in str(error.value)
+    return [
+        (not_parquet, "auto", "unreadable_file", "not a valid Parquet file"),
+        (not_parquet, "parquet", "unreadable_file", "not a valid Parquet file"),
+        (no_footer, "auto", "unreadable_file", "magic bytes not found in footer"),
+        (no_footer, "fineweb", "unreadable_file", "magic bytes not found in footer"),
+        (not_gzip, "auto", "unreadable_file", "cannot decompress"),
+        (not_gzip, "jsonl", "unreadable_file", "cannot decompress"),
+        (not_zstd, "auto", "unreadable_file", "cannot decompress"),
+        (not_zstd, "c4", "unreadable_file", "cannot decompress"),
+        (not_an_array, "alpaca", "unknown_format", "neither a JSON array nor JSON lines"),
+        (not_an_array, "auto", "unknown_format", "neither a JSON array nor JSON lines"),
+        (junk, "auto", "unknown_format", "no JSON object in the first 3 lines"),
+        (text, "auto", "unknown_format", "neither a JSON array nor JSON lines"),
+    ]
 
 
-def test_unusable_files_are_input_errors(tmp_path):
-    not_parquet = tmp_path / "fake.parquet"
-    not_parquet.write_bytes(b"PAR1 this is not parquet")
-    not_an_array = tmp_path / "scalar.json"
-    not_an_array.write_text('"just a string"')
-    not_gzip = tmp_path / "plain.jsonl.gz"
-    not_gzip.write_bytes(b'{"text": "not compressed"}\n')
-    for path, fmt, message in [
-        (not_parquet, "auto", "not a valid Parquet file"),
-        (not_parquet, "parquet", "not a valid Parquet file"),
-        (not_an_array, "alpaca", "neither a JSON array nor JSON lines"),
-        (not_gzip, "auto", "cannot decompress"),
-        (not_gzip, "jsonl", "cannot decompress"),
-    ]:
-        spec = InputSpec(paths=[str(path)], format=fmt)
-        with pytest.raises(InputError, match=message) as error:
-            list(read_shard(discover_shards(spec)[0], spec, IngestConfig()))
-        assert str(path) in str(error.value)
+def test_a_file_that_cannot_be_read_is_one_quarantine_row_not_an_error(tmp_path):
+    for path, fmt, reason, message in unreadable_files(tmp_path):
+        shard, result = read(path, format=fmt)
+        # With format auto the problem is found while planning; with a named format, while reading.
+        assert (shard.problem is not None) == (fmt == "auto"), (path, fmt)
+        assert shard.format == (fmt if fmt != "auto" else "unknown")
+        row = assert_one_file_row(result, path, reason, path.stat().st_size)
+        assert message in row["detail"], (path, fmt, row["detail"])
+
+
+def test_an_unreadable_file_plans_to_the_same_shard_every_time(tmp_path):
+    path = cut_parquet_footer(tmp_path / "no-footer.parquet", c4_table(20))
+    [first] = discover_shards(InputSpec(paths=[str(path)]))
+    [again] = discover_shards(InputSpec(paths=[str(path)]))
+    assert first == again and first.fingerprint == file_fingerprint(path)
+
+
+@pytest.mark.parametrize("batch_rows", [7, 2048])  # batches inside one row group, or larger than one
+@pytest.mark.parametrize("fmt, table", [("auto", "documents"), ("alpaca", "instructions")])
+def test_a_corrupt_parquet_page_keeps_the_rows_before_it(tmp_path, fmt, table, batch_rows):
+    if table == "instructions":
+        data = pa.Table.from_pylist([{"instruction": f"Task {i}?", "output": f"Answer {i}."} for i in range(30)])
+    else:
+        data = c4_table(30)
+    path = corrupt_parquet_page(tmp_path / "rot.parquet", data, rows_per_group=10)
+    shard, result = read(path, ingest=IngestConfig(batch_rows=batch_rows), format=fmt)
+    assert shard.problem is None and shard.table == table
+    assert [r["source_row"] for r in result.rows()] == list(range(10))
+    [row] = result.quarantined()
+    assert (row["reason"], row["source_row"], row["n_rows"]) == ("unreadable_remainder", 10, 1)
+    assert row["file_bytes"] == path.stat().st_size and "after row 10" in row["detail"]
+    assert result.rows_in == 11  # ten rows read + the unread rest of the file as one row
+
+
+def test_a_file_that_vanishes_after_planning_is_quarantined(tmp_path):
+    path = write_lines(tmp_path / "gone.jsonl", [c4_record(i) for i in range(5)])
+    spec = InputSpec(paths=[str(path)])
+    [shard] = discover_shards(spec)
+    path.unlink()
+    row = assert_one_file_row(Read(shard, spec, IngestConfig()), path, "file_vanished", None)
+    assert "vanished" in row["detail"]
+
+
+def reads_any_file() -> bool:
+    """Whether this process reads a file whatever its mode (root, or CAP_DAC_OVERRIDE): then a
+    chmod 000 file cannot make a permission error. Probed rather than read off os.geteuid(), so that
+    root without the capability (`setpriv --bounding-set=-dac_override,-dac_read_search`) runs the
+    permission tests too."""
+    import tempfile
+
+    with tempfile.TemporaryDirectory() as directory:
+        probe = Path(directory) / "probe"
+        probe.write_bytes(b"x")
+        probe.chmod(0)
+        try:
+            probe.read_bytes()
+        except PermissionError:
+            return False
+        return True
+
+
+@pytest.mark.skipif(reads_any_file(), reason="this process reads a file whatever its mode (root)")
+@pytest.mark.parametrize("when", ["before planning", "after planning"])
+def test_a_file_without_read_permission_is_quarantined(tmp_path, when):
+    path = write_lines(tmp_path / "locked.jsonl.gz", [c4_record(i) for i in range(5)])
+    spec = InputSpec(paths=[str(path)])
+    if when == "before planning":
+        path.chmod(0)
+    [shard] = discover_shards(spec)
+    path.chmod(0)
+    try:
+        assert_one_file_row(Read(shard, spec, IngestConfig()), path, "permission_denied", path.stat().st_size)
+    finally:
+        path.chmod(0o644)
 
 
 @pytest.mark.parametrize(
@@ -462,6 +571,11 @@ def build_bad_input_corpus(tmp_path: Path) -> tuple[Path, IngestConfig, Counter,
         )
     )
     (corpus / "broken-array.json").write_text(json.dumps(ALPACA)[:-30])
+    # Files that cannot be read at all, or only up to a corrupt page.
+    cut_parquet_footer(corpus / "no-footer.parquet", c4_table(12))
+    (corpus / "plain.jsonl.gz").write_bytes(b'{"text": "not compressed"}\n')
+    (corpus / "notes.json").write_text("plain text, no JSON\n")
+    corrupt_parquet_page(corpus / "rot.parquet", c4_table(21), rows_per_group=ingest.batch_rows)
 
     expected = Counter(
         {
@@ -474,9 +588,13 @@ def build_bad_input_corpus(tmp_path: Path) -> tuple[Path, IngestConfig, Counter,
             QuarantineReason.TRUNCATED_ARCHIVE: 2,
             QuarantineReason.SCHEMA_MISMATCH: 5 + 3,
             QuarantineReason.INVALID_RECORD: 3 + 5,
+            QuarantineReason.UNREADABLE_FILE: 2,
+            QuarantineReason.UNKNOWN_FORMAT: 1,
+            QuarantineReason.UNREADABLE_REMAINDER: 1,
         }
     )
-    assert set(expected) == set(QuarantineReason.ALL)
+    # Permission denied and vanished files cannot sit in a corpus on disk: their own tests make them.
+    assert set(expected) == set(QuarantineReason.ALL) - QuarantineReason.TRANSIENT
     written = {
         "web.jsonl": 20,
         "cut.jsonl.gz": gz_survivors,
@@ -487,6 +605,10 @@ def build_bad_input_corpus(tmp_path: Path) -> tuple[Path, IngestConfig, Counter,
         "alpaca.json": 3,
         "sharegpt.json": 2,
         "broken-array.json": len(ALPACA) - 1,
+        "no-footer.parquet": 0,
+        "plain.jsonl.gz": 0,
+        "notes.json": 0,
+        "rot.parquet": ingest.batch_rows,
     }
     return corpus, ingest, expected, written
 

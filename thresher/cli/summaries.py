@@ -10,9 +10,14 @@ def print_ingest(result: dict) -> None:
     print_rows("ingest", [{
         "shards": result["shards"], "skipped (cached)": result["shards_skipped"], "rows in": result["rows_in"],
         "written": result["rows_written"], "quarantined": result["rows_quarantined"],
+        "files quarantined": result.get("files_quarantined", 0),
     }])
     if result["quarantine_reasons"]:
         print_rows("quarantine reasons", [{"reason": r, "rows": n} for r, n in result["quarantine_reasons"].items()])
+    if result.get("quarantined_files"):  # unreadable files: the run went on without them
+        print_rows("quarantined files", [{"file": f["source"], "reason": f["reason"],
+                                          "bytes": "gone" if f["bytes"] is None else f["bytes"]}
+                                         for f in result["quarantined_files"]])
 
 
 def print_score(result: dict) -> None:

@@ -6,11 +6,12 @@ from prefect import flow
 
 from thresher.config import IngestConfig, InputSpec
 from thresher.flows.artifacts import ingest_summary, publish_ingest
+from thresher.flows.locking import writes_run
 from thresher.flows.mapping import Job, map_cached
 from thresher.flows.tasks import ingest_shard_task
 from thresher.storage.catalog import build_catalog
-from thresher.storage.ingest import finished_stats, ingest_cache_key
-from thresher.storage.readers import Shard, discover_shards
+from thresher.storage.ingest import finished_stats, ingest_cache_key, needs_retry, retire_superseded
+from thresher.storage.readers import InputError, Shard, discover_shards
 from thresher.storage.run_dir import RunDir
 
 
@@ -26,19 +27,43 @@ def plan_shards(inputs: list[InputSpec]) -> list[tuple[InputSpec, Shard]]:
     return planned
 
 
+def quarantined_files(stats: list[dict]) -> list[dict]:
+    """The shards that could not be read at all: source, reason and size on disk."""
+    return [{"source": s["source"], "reason": s["file_quarantined"], "bytes": s["bytes_in"]}
+            for s in stats if s.get("file_quarantined")]
+
+
 @flow(name="thresher-ingest", log_prints=True)
+@writes_run("run_dir")
 def ingest_flow(run_dir: str, inputs: list[InputSpec], ingest: IngestConfig = IngestConfig(), seed: int = 0) -> dict:
-    """Stream the inputs into `run_dir`: documents/instructions, quarantine, per-shard stats."""
+    """Stream the inputs into `run_dir`: documents/instructions, quarantine, per-shard stats.
+
+    A file that cannot be read is quarantined and the run goes on; only when no input file at all
+    could be read does the flow stop, with InputError, after the quarantine is in the catalog."""
     run = RunDir(run_dir)
     if not run.exists():
         run.init(seed=seed)
     planned = plan_shards(inputs)
     run.stage_started("ingest")
+    retire_superseded(run, [shard for _spec, shard in planned])
     jobs = [Job((str(run.root), shard, spec, ingest), ingest_cache_key(shard, spec, ingest)) for spec, shard in planned]
-    ordered = map_cached(run, ingest_shard_task, jobs, label="ingest", rows=lambda r: r["rows_in"],
-                         done=lambda job, _result: finished_stats(run, job.args[1], job.cache_key) is not None)
-    summary = ingest_summary(ordered)
+
+    def done(job: Job, result: dict) -> bool:
+        # A stored whole-file failure that may have passed (permission, vanished) is tried again.
+        return not needs_retry(result) and finished_stats(run, job.args[1], job.cache_key) is not None
+
+    ordered = map_cached(run, ingest_shard_task, jobs, label="ingest", rows=lambda r: r["rows_in"], done=done)
+    bad_files = quarantined_files(ordered)
+    summary = {**ingest_summary(ordered), "files_quarantined": len(bad_files), "quarantined_files": bad_files}
     build_catalog(run)
     publish_ingest(run.root.name, ordered, summary)
-    run.stage_finished("ingest", **{k: v for k, v in summary.items() if k != "seconds"})
+    if planned and len(bad_files) == len(planned):
+        listing = "; ".join(f"{f['source']} ({f['reason']})" for f in bad_files[:5])
+        more = f" and {len(bad_files) - 5} more" if len(bad_files) > 5 else ""
+        raise InputError(f"no readable input: all {len(bad_files)} input files were quarantined: {listing}{more} "
+                         f"(see the quarantine table of {run.root})")
+    if bad_files:
+        print(f"{len(bad_files)} input file(s) quarantined as unreadable: "
+              + "; ".join(f"{f['source']} ({f['reason']})" for f in bad_files))
+    run.stage_finished("ingest", **{k: v for k, v in summary.items() if k not in ("seconds", "quarantined_files")})
     return {"run_dir": str(run.root), **summary, "shards_detail": ordered}

@@ -28,7 +28,6 @@ from thresher.progress import stage_progress
 from thresher.storage.parquet_io import read_cache_key, write_json_atomic
 from thresher.storage.run_dir import RunDir
 
-
 # A mapped task: Prefect runs and retries it, thresher keeps its result (see the module doc).
 cached_task = functools.partial(task, cache_policy=NO_CACHE, persist_result=False)
 
@@ -58,7 +57,9 @@ def stored_result(run: RunDir, cache_key: str) -> dict | None:
         record = json.loads(result_path(run, cache_key).read_text(encoding="utf-8"))
     except (OSError, ValueError):
         return None
-    if not isinstance(record, dict) or record.get("cache_key") != cache_key or not isinstance(record.get("result"), dict):
+    if not isinstance(record, dict) or record.get("cache_key") != cache_key:
+        return None
+    if not isinstance(record.get("result"), dict):
         return None
     return record["result"]
 

@@ -1,5 +1,10 @@
 """Ingest one shard: stream it through its reader into the run's documents/instructions and
-quarantine tables, and record counts that reconcile (rows in = rows written + rows quarantined)."""
+quarantine tables, and record counts that reconcile (rows in = rows written + rows quarantined).
+
+A file that could not be read at all is a shard like any other: its one quarantine row counts as
+one row in, and its stats name the reason (`file_quarantined`). When that reason may pass
+(permission denied, file gone), the shard is not taken as done, so a resumed run tries it again.
+"""
 
 from __future__ import annotations
 
@@ -8,12 +13,11 @@ import json
 import time
 from collections import Counter
 from collections.abc import Callable
-from pathlib import Path
 
 from thresher.config_base import IngestConfig, InputSpec
-from thresher.schema import DOCUMENT_SCHEMA, INSTRUCTION_SCHEMA, QUARANTINE_SCHEMA
+from thresher.schema import DOCUMENT_SCHEMA, INSTRUCTION_SCHEMA, QUARANTINE_SCHEMA, QuarantineReason
 from thresher.storage.parquet_io import AtomicParquetWriter, read_cache_key, write_json_atomic
-from thresher.storage.readers import Shard, read_shard
+from thresher.storage.readers import Shard, file_size, read_shard
 from thresher.storage.run_dir import RunDir
 
 # Bump when the rows ingest writes for the same input change; it is part of every cache key.
@@ -46,6 +50,34 @@ def finished_stats(run: RunDir, shard: Shard, cache_key: str) -> dict | None:
     return stats
 
 
+def needs_retry(stats: dict) -> bool:
+    """Whether a shard's stats record a whole-file failure that may be gone by now."""
+    return stats.get("file_quarantined") in QuarantineReason.TRANSIENT
+
+
+def retire_superseded(run: RunDir, planned: list[Shard]) -> list[str]:
+    """Remove the outputs of shards that quarantined a file for a passing reason and that a new
+    plan reads under another shard id (the file became readable, so its content fingerprint, and
+    with it its shard id, replaced the path-based one). Without this the run would count the file
+    twice: once quarantined, once read. Returns the retired shard ids."""
+    stats_dir = run.stats_path(STAGE, "x").parent
+    if not stats_dir.is_dir():
+        return []
+    planned_ids = {shard.shard_id for shard in planned}
+    planned_paths = {shard.path for shard in planned}
+    retired = []
+    for stats_path in sorted(stats_dir.glob("*.json")):
+        stats = json.loads(stats_path.read_text(encoding="utf-8"))
+        if stats["shard_id"] in planned_ids or stats["source"] not in planned_paths or not needs_retry(stats):
+            continue
+        # The stats go last: until then the shard still reads as ingested, never as half-removed.
+        run.table_part(stats["table"], stats["shard_id"]).unlink(missing_ok=True)
+        run.quarantine_part(stats["shard_id"]).unlink(missing_ok=True)
+        stats_path.unlink()
+        retired.append(stats["shard_id"])
+    return retired
+
+
 def ingest_shard(
     run: RunDir,
     shard: Shard,
@@ -61,7 +93,7 @@ def ingest_shard(
     """
     cache_key = ingest_cache_key(shard, spec, ingest)
     done = finished_stats(run, shard, cache_key)
-    if done is not None:
+    if done is not None and not needs_retry(done):
         if on_rows:
             on_rows(done["rows_in"])
         return {**done, "skipped": True}
@@ -91,6 +123,7 @@ def ingest_shard(
     records.close()
 
     rows_quarantined = sum(reasons.values())
+    file_quarantined = next((reason for reason in reasons if reason in QuarantineReason.WHOLE_FILE), None)
     if rows_in != records.rows + rows_quarantined:
         raise AssertionError(
             f"{shard.path}: counts do not reconcile: {rows_in} in, {records.rows} written, "
@@ -102,11 +135,12 @@ def ingest_shard(
         "format": shard.format,
         "table": shard.table,
         "fingerprint": shard.fingerprint,
-        "bytes_in": Path(shard.path).stat().st_size,
+        "bytes_in": file_size(shard.path),
         "rows_in": rows_in,
         "rows_written": records.rows,
         "rows_quarantined": rows_quarantined,
         "quarantine_reasons": dict(sorted(reasons.items())),
+        "file_quarantined": file_quarantined,
         "seconds": round(time.perf_counter() - started, 3),
         "cache_key": cache_key,
     }

@@ -1,4 +1,4 @@
-"""Find input shards and stream them as Arrow record batches in the Document or Instruction schema.
+"""Stream input shards as Arrow record batches in the Document or Instruction schema.
 
 Every input record ends up in exactly one place: a row of `ReadBatch.records` or a row of
 `ReadBatch.quarantine` (which may stand for several input rows, see QUARANTINE_SCHEMA), so that
@@ -6,32 +6,26 @@ Every input record ends up in exactly one place: a row of `ReadBatch.records` or
 shard reconcile. Nothing reads a whole file into memory: JSON lines are read one bounded line at a
 time, JSON arrays through ijson, Parquet one record batch at a time.
 
-Containers are decided by the file: `.parquet` is Parquet, `.jsonl*` is JSON lines, and any other
-file is a JSON array if its first non-blank byte is `[` and JSON lines if it is `{`. The format
-(c4, fineweb, ...) only names the fields to read, so every preset works in every container.
+A file that cannot be read at all (not Parquet, not gzip, corrupt zstd, no permission, gone since
+it was planned) is one quarantine row that counts as one input row; a file that fails part-way
+keeps the rows read before the damage and quarantines the rest as one row. Discovery and format
+sniffing live in `thresher.storage.formats`.
 """
 
 from __future__ import annotations
 
-import glob
-import gzip
-import hashlib
-import io
 import json
 import os
-import re
-import zlib
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from datetime import datetime
-from typing import Any, BinaryIO, NamedTuple
+from typing import Any, NamedTuple
 
 import ijson
 import orjson
 import pyarrow as pa
 import pyarrow.compute as pc
 import pyarrow.parquet as pq
-import zstandard
 
 from thresher.config_base import IngestConfig, InputSpec
 from thresher.schema import (
@@ -42,31 +36,29 @@ from thresher.schema import (
     QuarantineReason,
     make_doc_id,
 )
-
-KNOWN_EXTENSIONS = (
-    ".jsonl",
-    ".json",
-    ".jsonl.gz",
-    ".json.gz",
-    ".jsonl.zst",
-    ".json.zst",
-    ".parquet",
+from thresher.storage.formats import (  # noqa: F401  (re-exported: readers is where callers find them)
+    DECOMPRESSION_ERRORS,
+    INSTRUCTION_FORMATS,
+    KNOWN_EXTENSIONS,
+    FileProblem,
+    InputError,
+    Shard,
+    archive_complete,
+    container,
+    discover_shards,
+    file_fingerprint,
+    file_problem,
+    file_size,
+    open_decompressed,
+    open_parquet,
+    skip_rest_of_line,
 )
-INSTRUCTION_FORMATS = frozenset({"alpaca", "sharegpt"})
 
 # Quarantined raw bytes are evidence for a human, not a copy of the input: capping them keeps the
 # quarantine table small however large the offending line is.
 RAW_LIMIT = 64 << 10
-_FINGERPRINT_SPAN = 1 << 20
-_READ_BUFFER = 1 << 20
-_ZSTD_BLOCK = 128 << 10
-# Auto-detection looks at this many non-blank lines for one JSON object; longer lines are skipped.
-_SNIFF_LINES = 100
-_SNIFF_LINE_LIMIT = 8 << 20
 
 _TIMESTAMP_TYPE = pa.timestamp("us", tz="UTC")
-_DECOMPRESSION_ERRORS = (EOFError, zlib.error, gzip.BadGzipFile, zstandard.ZstdError)
-_SHARD_STEM_UNSAFE = re.compile(r"[^A-Za-z0-9._-]+")
 
 # (text, url, timestamp) field names of each document preset; InputSpec fields override them.
 _DOCUMENT_FIELDS = {
@@ -88,208 +80,11 @@ _ROLES = {
 }
 
 
-class InputError(Exception):
-    """An input that is unusable as a whole; the message names the file and the problem."""
-
-
-@dataclass(frozen=True)
-class Shard:
-    path: str
-    format: str
-    fingerprint: str
-    shard_id: str
-    table: str
-
-
 @dataclass(frozen=True)
 class ReadBatch:
     records: pa.RecordBatch
     quarantine: pa.RecordBatch
     rows_in: int
-
-
-# ---------------------------------------------------------------------------------------------
-# Discovery
-
-
-def file_fingerprint(path: str | os.PathLike[str]) -> str:
-    """blake2b-128 (hex) of the file's size, its first MiB and its last MiB.
-
-    Content-based, so a moved, renamed or copied file keeps its fingerprint and with it its shard
-    id and doc_ids; files up to 2 MiB are hashed whole. Caveat: for larger files the bytes between
-    the first and the last MiB are not read, so two files of equal size that differ only there
-    get the same fingerprint (and are taken as one input), and an in-place edit there goes
-    unnoticed. That is the price of fingerprinting terabytes of shards without reading them.
-    """
-    size = os.path.getsize(path)
-    digest = hashlib.blake2b(digest_size=16)
-    digest.update(size.to_bytes(8, "little"))
-    with open(path, "rb") as handle:
-        digest.update(handle.read(_FINGERPRINT_SPAN))
-        if size > _FINGERPRINT_SPAN:
-            handle.seek(max(_FINGERPRINT_SPAN, size - _FINGERPRINT_SPAN))
-            digest.update(handle.read(_FINGERPRINT_SPAN))
-    return digest.hexdigest()
-
-
-def discover_shards(spec: InputSpec) -> list[Shard]:
-    """The input files of `spec`, sorted by path, one Shard per distinct file content.
-
-    A path may be a file (taken whatever its name), a glob pattern (`**` recurses) or a directory
-    (walked recursively). Globs and directories take only files with a known extension
-    (KNOWN_EXTENSIONS) and skip hidden files and directories. A file reached twice, or two files
-    with the same fingerprint, give one shard: the first by path.
-    """
-    paths: set[str] = set()
-    for pattern in spec.paths:
-        matched = _expand(pattern)
-        if not matched:
-            raise InputError(
-                f"{pattern}: matches no input file (globs and directories take only "
-                f"{', '.join(KNOWN_EXTENSIONS)} files)"
-            )
-        paths.update(matched)
-
-    shards: list[Shard] = []
-    fingerprints: set[str] = set()
-    for path in sorted(paths):
-        fingerprint = file_fingerprint(path)
-        if fingerprint in fingerprints:
-            continue
-        fingerprints.add(fingerprint)
-        fmt = _detect_format(path) if spec.format == "auto" else spec.format
-        shards.append(
-            Shard(
-                path=path,
-                format=fmt,
-                fingerprint=fingerprint,
-                shard_id=f"{_safe_stem(path)}-{fingerprint[:12]}",
-                table="instructions" if fmt in INSTRUCTION_FORMATS else "documents",
-            )
-        )
-    return shards
-
-
-def _has_known_extension(name: str) -> bool:
-    return name.endswith(KNOWN_EXTENSIONS) and not name.startswith(".")
-
-
-def _walk(directory: str) -> list[str]:
-    found = []
-    for root, dirs, files in os.walk(directory):
-        dirs[:] = [d for d in dirs if not d.startswith(".")]
-        found.extend(os.path.join(root, name) for name in files if _has_known_extension(name))
-    return found
-
-
-def _expand(pattern: str) -> list[str]:
-    if any(char in pattern for char in "*?["):
-        found = []
-        for match in glob.glob(pattern, recursive=True):
-            if os.path.isdir(match):
-                found.extend(_walk(match))
-            elif os.path.isfile(match) and _has_known_extension(os.path.basename(match)):
-                found.append(match)
-    elif os.path.isdir(pattern):
-        found = _walk(pattern)
-    elif os.path.isfile(pattern):
-        found = [pattern]
-    else:
-        found = []
-    return [os.path.abspath(path) for path in found]
-
-
-def _safe_stem(path: str) -> str:
-    name = os.path.basename(path)
-    known = [ext for ext in KNOWN_EXTENSIONS if name.endswith(ext)]
-    stem = name[: -len(max(known, key=len))] if known else os.path.splitext(name)[0]
-    return _SHARD_STEM_UNSAFE.sub("_", stem).strip("._")[:80] or "shard"
-
-
-def _container(path: str) -> str:
-    """'parquet', 'array' or 'lines'."""
-    if path.endswith(".parquet"):
-        return "parquet"
-    if path.endswith((".jsonl", ".jsonl.gz", ".jsonl.zst")):
-        return "lines"
-    with _open_decompressed(path) as stream:
-        first = _first_nonblank_byte(path, stream)
-    if first == b"[":
-        return "array"
-    if first in (b"{", b""):
-        return "lines"
-    raise InputError(f"{path}: neither a JSON array nor JSON lines (starts with {first!r})")
-
-
-def _first_nonblank_byte(path: str, stream: BinaryIO) -> bytes:
-    try:
-        while chunk := stream.read1(1 << 16):
-            stripped = chunk.lstrip()
-            if stripped:
-                return stripped[:1]
-    except _DECOMPRESSION_ERRORS as exc:
-        raise InputError(f"{path}: cannot decompress: {exc}") from None
-    return b""
-
-
-def _detect_format(path: str) -> str:
-    container = _container(path)
-    if container == "parquet":
-        names = set(_open_parquet(path).schema_arrow.names)
-        if "content" in names and "text" not in names:
-            return "refinedweb"
-        if {"text", "id", "dump"} <= names:
-            return "fineweb"
-        return "parquet"
-    first = _first_array_item(path) if container == "array" else _first_object_line(path)
-    if first is None:
-        return "jsonl"  # empty: every line preset reads it as zero rows
-    if "conversations" in first:
-        return "sharegpt"
-    if "instruction" in first and (container == "array" or "output" in first):
-        return "alpaca"
-    if {"text", "url", "timestamp"} <= first.keys():
-        return "c4"
-    return "jsonl"
-
-
-def _first_array_item(path: str) -> dict | None:
-    with _open_decompressed(path) as stream:
-        try:
-            first = next(ijson.items(stream, "item", use_float=True), None)
-        except (ijson.JSONError, *_DECOMPRESSION_ERRORS) as exc:
-            raise InputError(f"{path}: cannot decide the format, unreadable JSON: {exc}") from None
-    if first is not None and not isinstance(first, dict):
-        raise InputError(f"{path}: cannot decide the format, first item is not a JSON object")
-    return first
-
-
-def _first_object_line(path: str) -> dict | None:
-    nonblank = 0
-    with _open_decompressed(path) as stream:
-        try:
-            while nonblank < _SNIFF_LINES and (line := stream.readline(_SNIFF_LINE_LIMIT)):
-                if line[-1] != 10 and len(line) == _SNIFF_LINE_LIMIT:
-                    _skip_rest_of_line(stream, _SNIFF_LINE_LIMIT)
-                elif not line.strip():
-                    continue
-                else:
-                    try:
-                        value = orjson.loads(line)
-                    except orjson.JSONDecodeError:
-                        value = None
-                    if isinstance(value, dict):
-                        return value
-                nonblank += 1
-        except _DECOMPRESSION_ERRORS as exc:
-            raise InputError(
-                f"{path}: cannot decide the format, cannot decompress: {exc}"
-            ) from None
-    if nonblank:
-        raise InputError(
-            f"{path}: cannot decide the format, no JSON object in the first {nonblank} lines"
-        )
-    return None
 
 
 # ---------------------------------------------------------------------------------------------
@@ -304,23 +99,54 @@ def read_shard(shard: Shard, spec: InputSpec, ingest: IngestConfig) -> Iterator[
     bad, so positions and doc_ids are stable; in JSON lines, blank (whitespace-only) lines are
     not records and are neither counted nor quarantined. The one batch of a Parquet file with
     the wrong schema accounts for all of the file's rows in one quarantine row.
+
+    Never raises for the file itself: a shard planned with a `problem`, or a file that fails as a
+    whole when it is opened, is one quarantine row (a whole-file reason, see
+    QuarantineReason.WHOLE_FILE); a failure after rows were read quarantines the rest of the file
+    as one `unreadable_remainder` row, unless the reader below kept it more precisely already.
     """
-    container = _container(shard.path)
+    if shard.problem is not None:
+        yield _file_batch(shard, None, shard.problem)
+        return
+    rows = 0
+    try:
+        for batch in _read_file(shard, spec, ingest):
+            rows += batch.rows_in
+            yield batch
+    except (InputError, OSError) as exc:
+        problem = file_problem(exc, shard.path)
+        if rows:
+            problem = FileProblem(
+                QuarantineReason.UNREADABLE_REMAINDER,
+                f"unreadable after row {rows}, the rest of the file is lost: {problem.detail}",
+            )
+        yield _file_batch(shard, rows or None, problem)
+
+
+def _file_batch(shard: Shard, source_row: int | None, problem: FileProblem) -> ReadBatch:
+    """One quarantine row standing for a whole file (or its unread rest), counted as one input row."""
+    empty = (_instruction_batch if shard.table == "instructions" else _document_batch)(shard, [])
+    row = _QuarantineRow(source_row, None, problem.reason, problem.detail, 1, None)
+    return ReadBatch(empty, _quarantine_batch(shard, [row]), 1)
+
+
+def _read_file(shard: Shard, spec: InputSpec, ingest: IngestConfig) -> Iterator[ReadBatch]:
+    kind = container(shard.path)
     if shard.format in INSTRUCTION_FORMATS:
         parse = _alpaca_row if shard.format == "alpaca" else _sharegpt_row
         convert = _instruction_converter(parse, ingest.max_doc_bytes)
         assemble = _instruction_batch
     else:
         fields = _document_fields(shard.format, spec)
-        if container == "parquet":
-            yield from _parquet_documents(shard, _open_parquet(shard.path), fields, ingest)
+        if kind == "parquet":
+            yield from _parquet_documents(shard, open_parquet(shard.path), fields, ingest)
             return
         convert = _document_converter(fields, ingest.max_doc_bytes)
         assemble = _document_batch
 
-    if container == "parquet":
-        records = _parquet_rows(shard.path, _open_parquet(shard.path), ingest.batch_rows)
-    elif container == "array":
+    if kind == "parquet":
+        records = _parquet_rows(shard.path, open_parquet(shard.path), ingest.batch_rows)
+    elif kind == "array":
         records = _json_array_items(shard.path)
     else:
         records = _json_lines(shard.path, ingest.max_doc_bytes * 4 + RAW_LIMIT)
@@ -336,73 +162,10 @@ class _Reject(NamedTuple):
 _Record = tuple[int, int | None, bytes | None, Any]
 
 
-def _open_decompressed(path: str) -> BinaryIO:
-    if path.endswith(".gz"):
-        return gzip.open(path, "rb")
-    if path.endswith(".zst"):
-        # A read that meets corrupt data loses everything it decoded. Feeding the decoder small
-        # compressed chunks and reading a block at a time keeps the rows before the damage.
-        reader = zstandard.ZstdDecompressor().stream_reader(
-            open(path, "rb"), read_size=16 << 10, read_across_frames=True, closefd=True
-        )
-        return io.BufferedReader(reader, _ZSTD_BLOCK)
-    return open(path, "rb", buffering=_READ_BUFFER)
-
-
-def _archive_complete(path: str) -> bool:
-    """Whether a compressed file is known to be whole before it is read.
-
-    gzip reports a stream cut short by raising EOFError while it is read; python-zstandard's
-    reader takes it for a normal end, so zstd files are checked by walking their frame headers.
-    """
-    return _zstd_frames_complete(path) if path.endswith(".zst") else True
-
-
-def _zstd_frames_complete(path: str) -> bool:
-    """Whether the file is a sequence of whole zstd frames, judged from headers alone (seeks)."""
-    size = os.path.getsize(path)
-    position = 0
-    with open(path, "rb") as handle:
-        while position < size:
-            handle.seek(position)
-            head = handle.read(18)
-            magic = int.from_bytes(head[:4], "little")
-            if magic & 0xFFFFFFF0 == 0x184D2A50:  # skippable frame: magic, 4-byte size, payload
-                position += 8 + int.from_bytes(head[4:8], "little")
-                continue
-            try:
-                header_size = zstandard.frame_header_size(head)
-                has_checksum = zstandard.get_frame_parameters(head).has_checksum
-            except zstandard.ZstdError:
-                return False
-            position += header_size
-            last_block = False
-            while not last_block:
-                handle.seek(position)
-                block = handle.read(3)
-                if len(block) < 3:
-                    return False
-                header = int.from_bytes(block, "little")
-                last_block = bool(header & 1)
-                rle = (header >> 1) & 3 == 1  # an RLE block stores one byte, repeated
-                position += 3 + (1 if rle else header >> 3)
-            position += 4 if has_checksum else 0
-    return position == size
-
-
-def _skip_rest_of_line(stream: BinaryIO, limit: int) -> int:
-    skipped = 0
-    while chunk := stream.readline(limit):
-        skipped += len(chunk)
-        if chunk[-1] == 10:
-            break
-    return skipped
-
-
 def _json_lines(path: str, limit: int) -> Iterator[_Record]:
-    complete = _archive_complete(path)
+    complete = archive_complete(path)
     row = offset = 0
-    with _open_decompressed(path) as stream:
+    with open_decompressed(path) as stream:
         readline = stream.readline
         loads = orjson.loads
         try:
@@ -411,7 +174,7 @@ def _json_lines(path: str, limit: int) -> Iterator[_Record]:
                 offset += len(line)
                 if line[-1] != 10:
                     if len(line) == limit:
-                        offset += _skip_rest_of_line(stream, limit)
+                        offset += skip_rest_of_line(stream, limit)
                         yield row, start, line[:RAW_LIMIT], _Reject(
                             QuarantineReason.OVERSIZED,
                             f"line of {offset - start} bytes, longer than max_doc_bytes * 4 + "
@@ -436,7 +199,7 @@ def _json_lines(path: str, limit: int) -> Iterator[_Record]:
                         )
                 yield row, start, line, value
                 row += 1
-        except _DECOMPRESSION_ERRORS as exc:
+        except DECOMPRESSION_ERRORS as exc:
             if offset == 0:
                 raise InputError(f"{path}: cannot decompress: {exc}") from None
             complete = False
@@ -461,9 +224,9 @@ def _unparseable_line(line: bytes, exc: Exception) -> _Reject:
 
 
 def _json_array_items(path: str) -> Iterator[_Record]:
-    complete = _archive_complete(path)
+    complete = archive_complete(path)
     row = 0
-    with _open_decompressed(path) as stream:
+    with open_decompressed(path) as stream:
         try:
             for item in ijson.items(stream, "item", use_float=True):
                 if type(item) is not dict:
@@ -473,7 +236,7 @@ def _json_array_items(path: str) -> Iterator[_Record]:
                     )
                 yield row, None, None, item
                 row += 1
-        except _DECOMPRESSION_ERRORS as exc:
+        except DECOMPRESSION_ERRORS as exc:
             if row == 0:
                 raise InputError(f"{path}: cannot decompress: {exc}") from None
             yield row, None, None, _Reject(
@@ -492,35 +255,42 @@ def _json_array_items(path: str) -> Iterator[_Record]:
             )
 
 
-def _open_parquet(path: str) -> pq.ParquetFile:
-    try:
-        return pq.ParquetFile(path)
-    except (pa.ArrowException, OSError) as exc:
-        raise InputError(f"{path}: not a valid Parquet file: {exc}") from None
-
-
 def _parquet_batches(
     path: str, parquet: pq.ParquetFile, batch_rows: int
 ) -> Iterator[pa.RecordBatch]:
+    """The file's batches, one row group at a time: a batch never spans two row groups, so a
+    corrupt page loses only its own row group and what follows, not the rows before it that
+    would have shared its batch."""
     rows = 0
-    batches = parquet.iter_batches(batch_size=batch_rows)
-    while True:
-        try:
-            batch = next(batches, None)
-        except pa.ArrowException as exc:
-            raise InputError(f"{path}: unreadable Parquet data after row {rows}: {exc}") from None
-        if batch is None:
-            return
-        rows += batch.num_rows
-        yield batch
+    for group in range(parquet.num_row_groups):
+        batches = parquet.iter_batches(batch_size=batch_rows, row_groups=[group])
+        while True:
+            try:
+                batch = next(batches, None)
+            except (pa.ArrowException, OSError) as exc:
+                # A corrupt page surfaces as OSError ("Couldn't deserialize thrift") or ArrowInvalid.
+                raise InputError(f"{path}: unreadable Parquet data after row {rows}: {exc}") from None
+            if batch is None:
+                break
+            rows += batch.num_rows
+            yield batch
 
 
 def _parquet_rows(path: str, parquet: pq.ParquetFile, batch_rows: int) -> Iterator[_Record]:
     row = 0
-    for batch in _parquet_batches(path, parquet, batch_rows):
-        for value in batch.to_pylist():
-            yield row, None, None, value
-            row += 1
+    try:
+        for batch in _parquet_batches(path, parquet, batch_rows):
+            for value in batch.to_pylist():
+                yield row, None, None, value
+                row += 1
+    except InputError as exc:
+        if row == 0:
+            raise
+        # Rows before the damage may still sit in _assemble's batch: the rest is one record here
+        # so that they are kept, not swept into read_shard's remainder.
+        yield row, None, None, _Reject(
+            QuarantineReason.UNREADABLE_REMAINDER, f"{exc}; the rest of the file is unreadable"
+        )
 
 
 # ---------------------------------------------------------------------------------------------
@@ -718,6 +488,8 @@ class _QuarantineRow(NamedTuple):
 
 def _quarantine_batch(shard: Shard, rows: list[_QuarantineRow]) -> pa.RecordBatch:
     source_rows, offsets, reasons, details, n_rows, raws = zip(*rows) if rows else ((),) * 6
+    file_level = [reason in QuarantineReason.FILE_LEVEL for reason in reasons]
+    size = file_size(shard.path) if any(file_level) else None
     return pa.RecordBatch.from_arrays(
         [
             pa.array([os.path.basename(shard.path)] * len(rows), pa.string()),
@@ -727,6 +499,7 @@ def _quarantine_batch(shard: Shard, rows: list[_QuarantineRow]) -> pa.RecordBatc
             pa.array(details, pa.string()),
             pa.array(n_rows, pa.int64()),
             pa.array([raw if raw is None else raw[:RAW_LIMIT] for raw in raws], pa.large_binary()),
+            pa.array([size if whole else None for whole in file_level], pa.int64()),
         ],
         schema=QUARANTINE_SCHEMA,
     )

@@ -1,0 +1,392 @@
+"""Where the input shards are and what they hold: discovery, content fingerprints, containers and
+compression, format sniffing, and what a file that cannot be read at all is quarantined for.
+
+Containers are decided by the file: `.parquet` is Parquet, `.jsonl*` is JSON lines, and any other
+file is a JSON array if its first non-blank byte is `[` and JSON lines if it is `{`. The format
+(c4, fineweb, ...) only names the fields to read, so every preset works in every container.
+
+Planning never fails on one file: a file that cannot be fingerprinted or whose format cannot be
+decided still becomes a Shard, carrying the `problem` that its reader turns into one quarantine row.
+Only a path that matches no file at all is an error here (a typo in the inputs, not a bad file).
+"""
+
+from __future__ import annotations
+
+import glob
+import gzip
+import hashlib
+import io
+import os
+import re
+import zlib
+from dataclasses import dataclass
+from typing import BinaryIO, NamedTuple
+
+import ijson
+import orjson
+import pyarrow as pa
+import pyarrow.parquet as pq
+import zstandard
+
+from thresher.config_base import InputSpec
+from thresher.schema import QuarantineReason
+
+KNOWN_EXTENSIONS = (
+    ".jsonl",
+    ".json",
+    ".jsonl.gz",
+    ".json.gz",
+    ".jsonl.zst",
+    ".json.zst",
+    ".parquet",
+)
+INSTRUCTION_FORMATS = frozenset({"alpaca", "sharegpt"})
+# The format of a shard planned with format "auto" whose format could not be decided.
+UNKNOWN_FORMAT = "unknown"
+
+_FINGERPRINT_SPAN = 1 << 20
+_READ_BUFFER = 1 << 20
+_ZSTD_BLOCK = 128 << 10
+# Auto-detection looks at this many non-blank lines for one JSON object; longer lines are skipped.
+_SNIFF_LINES = 100
+_SNIFF_LINE_LIMIT = 8 << 20
+
+DECOMPRESSION_ERRORS = (EOFError, zlib.error, gzip.BadGzipFile, zstandard.ZstdError)
+_SHARD_STEM_UNSAFE = re.compile(r"[^A-Za-z0-9._-]+")
+
+
+class InputError(Exception):
+    """An input that is unusable as a whole; the message names the file and the problem, `reason`
+    is the quarantine reason a file failing this way is recorded under."""
+
+    def __init__(self, message: str, reason: str = QuarantineReason.UNREADABLE_FILE):
+        super().__init__(message)
+        self.reason = reason
+
+
+class FileProblem(NamedTuple):
+    """Why a file cannot be read at all: a QuarantineReason and a one-line detail."""
+
+    reason: str
+    detail: str
+
+
+@dataclass(frozen=True)
+class Shard:
+    path: str
+    format: str
+    fingerprint: str
+    shard_id: str
+    table: str
+    # Set when planning already found the file unreadable; reading it yields one quarantine row.
+    problem: FileProblem | None = None
+
+
+def file_problem(exc: BaseException, path: str) -> FileProblem:
+    """The quarantine reason and detail for a file that failed as a whole with `exc`."""
+    if isinstance(exc, InputError):
+        return FileProblem(exc.reason, str(exc))
+    if isinstance(exc, PermissionError):
+        return FileProblem(QuarantineReason.PERMISSION_DENIED, f"{path}: permission denied: {exc}")
+    if isinstance(exc, FileNotFoundError):
+        return FileProblem(QuarantineReason.FILE_VANISHED, f"{path}: the file vanished after it was planned: {exc}")
+    return FileProblem(QuarantineReason.UNREADABLE_FILE, f"{path}: {type(exc).__name__}: {exc}")
+
+
+def file_size(path: str) -> int | None:
+    """The file's size on disk, or None when it is gone (stat needs no read permission)."""
+    try:
+        return os.stat(path).st_size
+    except OSError:
+        return None
+
+
+# ---------------------------------------------------------------------------------------------
+# Discovery
+
+
+def file_fingerprint(path: str | os.PathLike[str]) -> str:
+    """blake2b-128 (hex) of the file's size, its first MiB and its last MiB.
+
+    Content-based, so a moved, renamed or copied file keeps its fingerprint and with it its shard
+    id and doc_ids; files up to 2 MiB are hashed whole. Caveat: for larger files the bytes between
+    the first and the last MiB are not read, so two files of equal size that differ only there
+    get the same fingerprint (and are taken as one input), and an in-place edit there goes
+    unnoticed. That is the price of fingerprinting terabytes of shards without reading them.
+    """
+    size = os.path.getsize(path)
+    digest = hashlib.blake2b(digest_size=16)
+    digest.update(size.to_bytes(8, "little"))
+    with open(path, "rb") as handle:
+        digest.update(handle.read(_FINGERPRINT_SPAN))
+        if size > _FINGERPRINT_SPAN:
+            handle.seek(max(_FINGERPRINT_SPAN, size - _FINGERPRINT_SPAN))
+            digest.update(handle.read(_FINGERPRINT_SPAN))
+    return digest.hexdigest()
+
+
+def _path_fingerprint(path: str) -> str:
+    """Stands in for the content fingerprint of a file whose content cannot be read: stable for
+    the path, so a retry of the same unreadable file lands on the same shard; the prefix keeps it
+    apart from every content fingerprint."""
+    return hashlib.blake2b(b"unreadable-path\x1f" + path.encode(), digest_size=16).hexdigest()
+
+
+def discover_shards(spec: InputSpec) -> list[Shard]:
+    """The input files of `spec`, sorted by path, one Shard per distinct file content.
+
+    A path may be a file (taken whatever its name), a glob pattern (`**` recurses) or a directory
+    (walked recursively). Globs and directories take only files with a known extension
+    (KNOWN_EXTENSIONS) and skip hidden files and directories. A file reached twice, or two files
+    with the same fingerprint, give one shard: the first by path. A file that cannot be read or
+    sniffed gives a shard with a `problem` (see the module docstring).
+    """
+    paths: set[str] = set()
+    for pattern in spec.paths:
+        matched = _expand(pattern)
+        if not matched:
+            raise InputError(
+                f"{pattern}: matches no input file (globs and directories take only "
+                f"{', '.join(KNOWN_EXTENSIONS)} files)"
+            )
+        paths.update(matched)
+
+    shards: list[Shard] = []
+    fingerprints: set[str] = set()
+    for path in sorted(paths):
+        problem = None
+        try:
+            fingerprint = file_fingerprint(path)
+        except OSError as exc:
+            fingerprint, problem = _path_fingerprint(path), file_problem(exc, path)
+        if fingerprint in fingerprints:
+            continue
+        fingerprints.add(fingerprint)
+        fmt = spec.format
+        if fmt == "auto" and problem is None:
+            try:
+                fmt = detect_format(path)
+            except (InputError, OSError) as exc:
+                problem = file_problem(exc, path)
+        if fmt == "auto":
+            fmt = UNKNOWN_FORMAT
+        shards.append(
+            Shard(
+                path=path,
+                format=fmt,
+                fingerprint=fingerprint,
+                shard_id=f"{_safe_stem(path)}-{fingerprint[:12]}",
+                table="instructions" if fmt in INSTRUCTION_FORMATS else "documents",
+                problem=problem,
+            )
+        )
+    return shards
+
+
+def _has_known_extension(name: str) -> bool:
+    return name.endswith(KNOWN_EXTENSIONS) and not name.startswith(".")
+
+
+def _walk(directory: str) -> list[str]:
+    found = []
+    for root, dirs, files in os.walk(directory):
+        dirs[:] = [d for d in dirs if not d.startswith(".")]
+        found.extend(os.path.join(root, name) for name in files if _has_known_extension(name))
+    return found
+
+
+def _expand(pattern: str) -> list[str]:
+    if any(char in pattern for char in "*?["):
+        found = []
+        for match in glob.glob(pattern, recursive=True):
+            if os.path.isdir(match):
+                found.extend(_walk(match))
+            elif os.path.isfile(match) and _has_known_extension(os.path.basename(match)):
+                found.append(match)
+    elif os.path.isdir(pattern):
+        found = _walk(pattern)
+    elif os.path.isfile(pattern):
+        found = [pattern]
+    else:
+        found = []
+    return [os.path.abspath(path) for path in found]
+
+
+def _safe_stem(path: str) -> str:
+    name = os.path.basename(path)
+    known = [ext for ext in KNOWN_EXTENSIONS if name.endswith(ext)]
+    stem = name[: -len(max(known, key=len))] if known else os.path.splitext(name)[0]
+    return _SHARD_STEM_UNSAFE.sub("_", stem).strip("._")[:80] or "shard"
+
+
+# ---------------------------------------------------------------------------------------------
+# Containers and format sniffing
+
+
+def container(path: str) -> str:
+    """'parquet', 'array' or 'lines'."""
+    if path.endswith(".parquet"):
+        return "parquet"
+    if path.endswith((".jsonl", ".jsonl.gz", ".jsonl.zst")):
+        return "lines"
+    with open_decompressed(path) as stream:
+        first = _first_nonblank_byte(path, stream)
+    if first == b"[":
+        return "array"
+    if first in (b"{", b""):
+        return "lines"
+    raise InputError(
+        f"{path}: neither a JSON array nor JSON lines (starts with {first!r})", QuarantineReason.UNKNOWN_FORMAT
+    )
+
+
+def _first_nonblank_byte(path: str, stream: BinaryIO) -> bytes:
+    try:
+        while chunk := stream.read1(1 << 16):
+            stripped = chunk.lstrip()
+            if stripped:
+                return stripped[:1]
+    except DECOMPRESSION_ERRORS as exc:
+        raise InputError(f"{path}: cannot decompress: {exc}") from None
+    return b""
+
+
+def detect_format(path: str) -> str:
+    kind = container(path)
+    if kind == "parquet":
+        names = set(open_parquet(path).schema_arrow.names)
+        if "content" in names and "text" not in names:
+            return "refinedweb"
+        if {"text", "id", "dump"} <= names:
+            return "fineweb"
+        return "parquet"
+    first = _first_array_item(path) if kind == "array" else _first_object_line(path)
+    if first is None:
+        return "jsonl"  # empty: every line preset reads it as zero rows
+    if "conversations" in first:
+        return "sharegpt"
+    if "instruction" in first and (kind == "array" or "output" in first):
+        return "alpaca"
+    if {"text", "url", "timestamp"} <= first.keys():
+        return "c4"
+    return "jsonl"
+
+
+def _first_array_item(path: str) -> dict | None:
+    with open_decompressed(path) as stream:
+        try:
+            first = next(ijson.items(stream, "item", use_float=True), None)
+        except DECOMPRESSION_ERRORS as exc:
+            raise InputError(f"{path}: cannot decide the format, cannot decompress: {exc}") from None
+        except ijson.JSONError as exc:
+            raise InputError(
+                f"{path}: cannot decide the format, unreadable JSON: {exc}", QuarantineReason.UNKNOWN_FORMAT
+            ) from None
+    if first is not None and not isinstance(first, dict):
+        raise InputError(
+            f"{path}: cannot decide the format, first item is not a JSON object", QuarantineReason.UNKNOWN_FORMAT
+        )
+    return first
+
+
+def _first_object_line(path: str) -> dict | None:
+    nonblank = 0
+    with open_decompressed(path) as stream:
+        try:
+            while nonblank < _SNIFF_LINES and (line := stream.readline(_SNIFF_LINE_LIMIT)):
+                if line[-1] != 10 and len(line) == _SNIFF_LINE_LIMIT:
+                    skip_rest_of_line(stream, _SNIFF_LINE_LIMIT)
+                elif not line.strip():
+                    continue
+                else:
+                    try:
+                        value = orjson.loads(line)
+                    except orjson.JSONDecodeError:
+                        value = None
+                    if isinstance(value, dict):
+                        return value
+                nonblank += 1
+        except DECOMPRESSION_ERRORS as exc:
+            raise InputError(f"{path}: cannot decide the format, cannot decompress: {exc}") from None
+    if nonblank:
+        raise InputError(
+            f"{path}: cannot decide the format, no JSON object in the first {nonblank} lines",
+            QuarantineReason.UNKNOWN_FORMAT,
+        )
+    return None
+
+
+# ---------------------------------------------------------------------------------------------
+# Opening
+
+
+def open_decompressed(path: str) -> BinaryIO:
+    if path.endswith(".gz"):
+        return gzip.open(path, "rb")
+    if path.endswith(".zst"):
+        # A read that meets corrupt data loses everything it decoded. Feeding the decoder small
+        # compressed chunks and reading a block at a time keeps the rows before the damage.
+        reader = zstandard.ZstdDecompressor().stream_reader(
+            open(path, "rb"), read_size=16 << 10, read_across_frames=True, closefd=True
+        )
+        return io.BufferedReader(reader, _ZSTD_BLOCK)
+    return open(path, "rb", buffering=_READ_BUFFER)
+
+
+def archive_complete(path: str) -> bool:
+    """Whether a compressed file is known to be whole before it is read.
+
+    gzip reports a stream cut short by raising EOFError while it is read; python-zstandard's
+    reader takes it for a normal end, so zstd files are checked by walking their frame headers.
+    """
+    return _zstd_frames_complete(path) if path.endswith(".zst") else True
+
+
+def _zstd_frames_complete(path: str) -> bool:
+    """Whether the file is a sequence of whole zstd frames, judged from headers alone (seeks)."""
+    size = os.path.getsize(path)
+    position = 0
+    with open(path, "rb") as handle:
+        while position < size:
+            handle.seek(position)
+            head = handle.read(18)
+            magic = int.from_bytes(head[:4], "little")
+            if magic & 0xFFFFFFF0 == 0x184D2A50:  # skippable frame: magic, 4-byte size, payload
+                position += 8 + int.from_bytes(head[4:8], "little")
+                continue
+            try:
+                header_size = zstandard.frame_header_size(head)
+                has_checksum = zstandard.get_frame_parameters(head).has_checksum
+            except zstandard.ZstdError:
+                return False
+            position += header_size
+            last_block = False
+            while not last_block:
+                handle.seek(position)
+                block = handle.read(3)
+                if len(block) < 3:
+                    return False
+                header = int.from_bytes(block, "little")
+                last_block = bool(header & 1)
+                rle = (header >> 1) & 3 == 1  # an RLE block stores one byte, repeated
+                position += 3 + (1 if rle else header >> 3)
+            position += 4 if has_checksum else 0
+    return position == size
+
+
+def skip_rest_of_line(stream: BinaryIO, limit: int) -> int:
+    skipped = 0
+    while chunk := stream.readline(limit):
+        skipped += len(chunk)
+        if chunk[-1] == 10:
+            break
+    return skipped
+
+
+def open_parquet(path: str) -> pq.ParquetFile:
+    try:
+        return pq.ParquetFile(path)
+    except (PermissionError, FileNotFoundError):
+        raise  # the file is not at fault: file_problem names these for what they are
+    except (pa.ArrowException, OSError) as exc:
+        raise InputError(f"{path}: not a valid Parquet file: {exc}") from None
