@@ -9,7 +9,6 @@ import shutil
 import pyarrow.parquet as pq
 import pytest
 
-from tests.dedup.planted import build
 from tests.dedup.runs import by_url, dedup_outputs, ingest, read_dir, write_shards
 from thresher.config import IngestConfig, InputSpec
 from thresher.dedup import DedupConfig, cluster_table, dedup_run
@@ -22,22 +21,6 @@ from thresher.storage.catalog import open_catalog
 from thresher.storage.ingest import ingest_shard
 from thresher.storage.readers import discover_shards
 from thresher.storage.run_dir import RunDir
-
-
-@pytest.fixture(scope="module")
-def corpus(sample_data):
-    planted = build(sample_data)
-    keep = [i for i, kind in enumerate(planted.kinds) if kind != "unrelated"][:240]
-    keep += [i for i, kind in enumerate(planted.kinds) if kind == "unrelated"][:60]
-    texts = [planted.texts[i] for i in keep]
-    # exact duplicates of two base documents, re-punctuated and re-cased
-    texts += [texts[0].upper() + " !!!", texts[3].replace(".", " . ")]
-    return texts
-
-
-@pytest.fixture(scope="module")
-def inputs(corpus, tmp_path_factory):
-    return write_shards(tmp_path_factory.mktemp("inputs"), corpus, shards=3)
 
 
 @pytest.fixture(scope="module")
@@ -135,9 +118,9 @@ def test_a_crash_in_the_cluster_step_resumes_to_identical_outputs(reference, tmp
     shutil.rmtree(run.root / "dedup" / "clusters")
     shutil.rmtree(run.root / "scores" / "minhash_dedup@1")
 
-    import thresher.dedup.stage as stage
+    import thresher.dedup.clustering as clustering
 
-    real_copy = stage._copy
+    real_copy = clustering.copy_query
     calls = []
 
     def crash_on_third(con, sql, path, schema, key):
@@ -146,12 +129,14 @@ def test_a_crash_in_the_cluster_step_resumes_to_identical_outputs(reference, tmp
             raise KeyboardInterrupt("killed while writing clusters")
         return real_copy(con, sql, path, schema, key)
 
-    monkeypatch.setattr(stage, "_copy", crash_on_third)
+    monkeypatch.setattr(clustering, "copy_query", crash_on_third)
     with pytest.raises(KeyboardInterrupt):
         dedup_run(run.root, DedupConfig())
     assert not clusters_path(run, "documents").exists()
-    monkeypatch.setattr(stage, "_copy", real_copy)
-    dedup_run(run.root, DedupConfig())
+    monkeypatch.setattr(clustering, "copy_query", real_copy)
+    resumed = dedup_run(run.root, DedupConfig())
+    # every unit of the cluster step had finished before the crash: none is computed again
+    assert resumed["tables"]["documents"]["checkpoints"] == {"reused": 16, "computed": 0}
     got = dedup_outputs(run)
     for name in expected:
         assert expected[name].equals(got[name]), name

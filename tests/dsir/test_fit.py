@@ -179,3 +179,23 @@ def test_config_validation_and_yaml(tmp_path):
 
     with pytest.raises(ConfigError, match="buckets"):
         load_dsir_config(tmp_path / "typo.yaml")
+
+
+def test_sql_target_identity_ignores_hidden_work_directories(small_run, tmp_path):
+    """Checkpoints an unfinished stage leaves in a hidden work directory (no catalog view reads them)
+    must not change what a SQL target's fit is cached under; a new score table must."""
+    import shutil
+
+    from thresher.storage.run_dir import RunDir
+
+    run = RunDir(tmp_path / "run")
+    shutil.copytree(small_run[0].root, run.root)
+    config = DsirConfig(targets=[DsirTarget(name="wiki", sql="SELECT text FROM documents WHERE source = 'wiki.jsonl'")])
+    before = fit_identity(run, config)
+    table = pa.table({"doc_id": ["a"], "x": [1.0]})
+    (run.root / ".dedup-work" / "documents" / "checkpoints").mkdir(parents=True)
+    pq.write_table(table, run.root / ".dedup-work" / "documents" / "checkpoints" / "band-00.parquet")
+    assert fit_identity(run, config) == before
+    (run.root / "scores" / "extra@1").mkdir(parents=True)
+    pq.write_table(table, run.root / "scores" / "extra@1" / "part-x.parquet")
+    assert fit_identity(run, config) != before

@@ -121,3 +121,57 @@ def test_killed_dedup_resumes_to_identical_outputs(tmp_path, sample_data):
     for name in expected:
         assert expected[name].equals(got[name]), f"{name} differs after resume"
     assert not list(run.root.rglob("*.tmp-*"))
+
+
+# Kills itself with SIGKILL right after the cluster step marked `argv[2]` done: a real kill of the
+# flow process at a chosen point inside the global step, without racing it.
+_KILLED_MID_CLUSTERING = """
+import os, signal, sys
+from thresher.dedup import checkpoint
+from thresher.dedup import DedupConfig
+from thresher.flows.dedup import dedup_flow
+
+finish = checkpoint.Checkpoints.finish
+
+def finish_then_die(self, unit, stats):
+    finish(self, unit, stats)
+    if unit == sys.argv[2]:
+        os.kill(os.getpid(), signal.SIGKILL)
+
+checkpoint.Checkpoints.finish = finish_then_die
+dedup_flow(sys.argv[1], DedupConfig())
+"""
+
+
+@pytest.mark.slow
+def test_flow_killed_mid_clustering_resumes_from_its_checkpoints(tmp_path, c4_inputs):
+    from prefect.settings import PREFECT_API_URL
+
+    from thresher.dedup.tables import work_dir
+    from thresher.flows.dedup import dedup_flow
+
+    reference, interrupted = tmp_path / "reference", tmp_path / "interrupted"
+    _ingest(reference, c4_inputs)
+    copy_run(reference, interrupted)
+    dedup_flow(str(reference), DedupConfig())
+
+    env = {**os.environ, "PREFECT_API_URL": PREFECT_API_URL.value()}
+    victim = subprocess.run([sys.executable, "-c", _KILLED_MID_CLUSTERING, str(interrupted), "band-05"],
+                            env=env, capture_output=True, text=True, timeout=300)
+    assert victim.returncode == -signal.SIGKILL, victim.stdout + victim.stderr
+    run = RunDir(interrupted)
+    assert run.read_manifest()["stages"]["dedup"]["status"] == "running"
+    checkpoints = work_dir(run, "documents") / "checkpoints"
+    assert len(list(checkpoints.glob("*.json"))) == 7  # exact groups and bands 0-5
+
+    result = dedup_flow(str(interrupted), DedupConfig())
+    assert result["tables"]["documents"]["cluster_units_reused"] == 7
+    assert result["shards_skipped"] == 3  # the signatures were finished before the kill
+    for directory in ("dedup/edges", "dedup/exact_clusters", "dedup/clusters", "scores/exact_dedup@1",
+                      "scores/minhash_dedup@1"):
+        files = sorted(p.name for p in (reference / directory).glob("part-*.parquet"))
+        assert files and files == sorted(p.name for p in (interrupted / directory).glob("part-*.parquet"))
+        for name in files:
+            assert (reference / directory / name).read_bytes() == (interrupted / directory / name).read_bytes(), \
+                f"{directory}/{name} differs after resume"
+    assert not work_dir(run, "documents").exists() and not list(run.root.rglob("*.tmp-*"))

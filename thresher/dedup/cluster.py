@@ -76,6 +76,25 @@ def aggregate_partitions(rows: int, rows_per_partition: int = 4_000_000) -> int:
     return partitions
 
 
+def band_edges(con: duckdb.DuckDBPyConnection, keys_relation: str, band: int, out_table: str,
+               require_current: bool = False, partitions: int = 1) -> None:
+    """Insert into `out_table(src, dst)` the star edges of one band: every node linked to the
+    minimum node of its bucket. The band is aggregated in `partitions` disjoint slices of its keys.
+    Within one band a node has one key, so the edges are distinct already."""
+    if partitions < 1 or partitions & (partitions - 1):
+        raise ValueError(f"partitions must be a power of two, not {partitions}")
+    having = "count(*) > 1" + (" AND bool_or(is_current)" if require_current else "")
+    col = band_column(band)
+    for part in range(partitions):
+        where = f"{col} IS NOT NULL" + (f" AND ({col} & {partitions - 1}) = {part}" if partitions > 1 else "")
+        con.execute(f"""
+            INSERT INTO {out_table}
+            WITH k AS (SELECT node, is_current, {col} AS key FROM {keys_relation} WHERE {where}),
+                 buckets AS (SELECT key, min(node) AS root FROM k GROUP BY key HAVING {having})
+            SELECT k.node, buckets.root FROM k JOIN buckets USING (key) WHERE k.node <> buckets.root
+        """)
+
+
 def candidate_edges(con: duckdb.DuckDBPyConnection, keys_relation: str, bands: int, out_table: str = "candidates",
                     require_current: bool = False, partitions: int = 1) -> dict:
     """Create `out_table(src, dst)`: every node linked to the minimum node of each bucket it shares.
@@ -85,21 +104,10 @@ def candidate_edges(con: duckdb.DuckDBPyConnection, keys_relation: str, bands: i
     among themselves were deduplicated when their own run was). Edges are distinct, src > dst.
     Each band is aggregated in `partitions` disjoint slices of its key space.
     """
-    if partitions < 1 or partitions & (partitions - 1):
-        raise ValueError(f"partitions must be a power of two, not {partitions}")
     started = time.perf_counter()
     con.execute(f"CREATE OR REPLACE TABLE {out_table}_raw (src BIGINT, dst BIGINT)")
-    having = "count(*) > 1" + (" AND bool_or(is_current)" if require_current else "")
     for band in range(bands):
-        col = band_column(band)
-        for part in range(partitions):
-            where = f"{col} IS NOT NULL" + (f" AND ({col} & {partitions - 1}) = {part}" if partitions > 1 else "")
-            con.execute(f"""
-                INSERT INTO {out_table}_raw
-                WITH k AS (SELECT node, is_current, {col} AS key FROM {keys_relation} WHERE {where}),
-                     buckets AS (SELECT key, min(node) AS root FROM k GROUP BY key HAVING {having})
-                SELECT k.node, buckets.root FROM k JOIN buckets USING (key) WHERE k.node <> buckets.root
-            """)
+        band_edges(con, keys_relation, band, f"{out_table}_raw", require_current, partitions)
     con.execute(f"CREATE OR REPLACE TABLE {out_table} AS SELECT DISTINCT src, dst FROM {out_table}_raw")
     raw = scalar(con, f"SELECT count(*) FROM {out_table}_raw")
     con.execute(f"DROP TABLE {out_table}_raw")

@@ -9,7 +9,10 @@
     <run>/scores/exact_dedup@1/part-<shard>.parquet  sidecar: every document, exact_* columns
     <run>/scores/minhash_dedup@1/part-<shard>.parquet  sidecar: every document, minhash_* columns
     <run>/stats/dedup/<table>.json                   counts, timings, cluster-size histogram
-    <run>/.dedup-work/                               DuckDB spill files and scratch; removed after use
+    <run>/.dedup-work/<table>/duckdb-tmp/            DuckDB spill files of the cluster step
+    <run>/.dedup-work/<table>/checkpoints/           finished units of the cluster step (see
+                                                     thresher.dedup.checkpoint); removed with the
+                                                     work directory once the cluster tables exist
 
 `<table>` is `documents` or `instructions`: each data table is deduplicated on its own. The
 catalog turns every `dedup/<name>/` directory into a view `dedup_<name>`. Rows of prior-run

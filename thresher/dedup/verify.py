@@ -9,7 +9,8 @@ so a document is checked against its bucket's anchor, as NeMo Curator's false-po
 Out of core: the shingle sets go to Parquet in the work directory; DuckDB joins them to the edges
 and streams the pairs back in batches, whose intersections are counted with one sort per batch.
 An edge whose endpoint's text cannot be read (a prior run's data deleted) is kept and counted as
-unverifiable.
+unverifiable. Each shard's shingle sets and the scored pairs are checkpoint units (see
+`thresher.dedup.checkpoint`): a killed verification resumes at the first shard it had not read.
 """
 
 from __future__ import annotations
@@ -23,9 +24,11 @@ import pyarrow as pa
 import pyarrow.compute as pc
 import pyarrow.parquet as pq
 
+from thresher.dedup.checkpoint import Checkpoints
 from thresher.dedup.cluster import scalar, sql_str
 from thresher.dedup.index import IndexPart
 from thresher.dedup.minhash import shingle_batch, text_slices
+from thresher.storage.parquet_io import AtomicParquetWriter
 
 _SHINGLES_SCHEMA = pa.schema([pa.field("node", pa.int64(), nullable=False),
                               pa.field("shingles", pa.large_list(pa.uint64()), nullable=False)])
@@ -35,11 +38,11 @@ _READ_ROWS = 1024
 _PAIR_ROWS = 4096
 
 
-def _write_shingle_sets(part: IndexPart, wanted: dict[str, int], ngram: int, out: Path) -> int:
+def _write_shingle_sets(part: IndexPart, wanted: dict[str, int], ngram: int, out: Path, key: str) -> int:
     """Write (node, sorted distinct shingles) of the wanted doc_ids of one data part; returns rows."""
     wanted_ids = pa.array(list(wanted), type=pa.string())
     rows = 0
-    with pq.ParquetWriter(out, _SHINGLES_SCHEMA) as writer:
+    with AtomicParquetWriter(out, _SHINGLES_SCHEMA, key) as writer:
         for batch in pq.ParquetFile(part.data).iter_batches(batch_size=_READ_ROWS, columns=["doc_id", "text"]):
             mask = pc.is_in(batch.column("doc_id"), value_set=wanted_ids)
             if not pc.any(mask).as_py():
@@ -56,8 +59,8 @@ def _write_shingle_sets(part: IndexPart, wanted: dict[str, int], ngram: int, out
             np.cumsum(lengths, out=offsets[1:])
             values = np.concatenate(sets) if sets else np.zeros(0, np.uint64)
             column = pa.LargeListArray.from_arrays(pa.array(offsets), pa.array(values, type=pa.uint64()))
-            writer.write_table(pa.table({"node": pa.array(nodes, pa.int64()), "shingles": column},
-                                        schema=_SHINGLES_SCHEMA))
+            writer.write(pa.RecordBatch.from_arrays([pa.array(nodes, pa.int64()), column],
+                                                    schema=writer.schema))
             rows += len(nodes)
     return rows
 
@@ -80,41 +83,49 @@ def batch_jaccard(a: pa.Array, b: pa.Array) -> np.ndarray:
 
 
 def verify_candidates(con: duckdb.DuckDBPyConnection, parts: list[IndexPart], *, ngram: int, threshold: float,
-                      work: Path, candidates: str = "candidates", nodes: str = "candidate_nodes") -> dict:
+                      checkpoints: Checkpoints, candidates: str = "candidates",
+                      nodes: str = "candidate_nodes") -> dict:
     """Add `jaccard` and `kept` to `candidates(src, dst)`.
 
     `nodes(node, doc_id, filename)` maps every endpoint to its document and signature file."""
     started = time.perf_counter()
-    shingle_dir = work / "shingles"
-    shingle_dir.mkdir(parents=True, exist_ok=True)
     part_of = {str(p.signatures): p for p in parts}
     files, readable = [], 0
     filenames = [r[0] for r in con.execute(f"SELECT DISTINCT filename FROM {nodes} ORDER BY 1").fetchall()]
-    for i, filename in enumerate(filenames):
+    for filename in filenames:
         part = part_of[filename]
         if not part.data.is_file():
             continue
-        # one shard's endpoints at a time: memory follows the largest shard, not the whole graph
-        wanted = dict(con.execute(f"SELECT doc_id, node FROM {nodes} WHERE filename = ?", [filename]).fetchall())
-        out = shingle_dir / f"part-{i:06d}.parquet"
-        readable += _write_shingle_sets(part, wanted, ngram, out)
-        files.append(out)
 
-    scored = work / "jaccard.parquet"
-    with pq.ParquetWriter(scored, _JACCARD_SCHEMA) as writer:
-        if files:
-            listing = "[" + ", ".join(sql_str(str(f)) for f in files) + "]"
-            reader = con.sql(f"""
-                SELECT c.src, c.dst, a.shingles AS sa, b.shingles AS sb
-                FROM {candidates} c
-                JOIN read_parquet({listing}) a ON a.node = c.src
-                JOIN read_parquet({listing}) b ON b.node = c.dst
-            """).to_arrow_reader(_PAIR_ROWS)
-            # The connection is busy until the reader is drained: results stream to Parquet.
-            for batch in reader:
-                jac = batch_jaccard(batch.column("sa"), batch.column("sb"))
-                writer.write_table(pa.table({"src": batch.column("src"), "dst": batch.column("dst"),
-                                             "jaccard": pa.array(jac, pa.float64())}, schema=_JACCARD_SCHEMA))
+        def shingle_sets(out: Path, key: str, part: IndexPart = part, filename: str = filename) -> dict:
+            # one shard's endpoints at a time: memory follows the largest shard, not the whole graph
+            wanted = dict(con.execute(f"SELECT doc_id, node FROM {nodes} WHERE filename = ?", [filename]).fetchall())
+            return {"rows": _write_shingle_sets(part, wanted, ngram, out, key)}
+
+        # named by the shard, not by `i`: a run moved between a kill and its resume sorts its
+        # signature files differently
+        path, stats = checkpoints.unit(f"shingles-{part.run_idx}-{part.shard_id}", shingle_sets)
+        readable += stats["rows"]
+        files.append(path)
+
+    def score_pairs(out: Path, key: str) -> dict:
+        with AtomicParquetWriter(out, _JACCARD_SCHEMA, key) as writer:
+            if files:
+                listing = "[" + ", ".join(sql_str(str(f)) for f in files) + "]"
+                reader = con.sql(f"""
+                    SELECT c.src, c.dst, a.shingles AS sa, b.shingles AS sb
+                    FROM {candidates} c
+                    JOIN read_parquet({listing}) a ON a.node = c.src
+                    JOIN read_parquet({listing}) b ON b.node = c.dst
+                """).to_arrow_reader(_PAIR_ROWS)
+                # The connection is busy until the reader is drained: results stream to Parquet.
+                for batch in reader:
+                    jac = batch_jaccard(batch.column("sa"), batch.column("sb"))
+                    writer.write(pa.RecordBatch.from_arrays(
+                        [batch.column("src"), batch.column("dst"), pa.array(jac, pa.float64())], schema=writer.schema))
+        return {"rows": writer.rows}
+
+    scored, _ = checkpoints.unit("jaccard", score_pairs)
     con.execute(f"CREATE OR REPLACE TABLE verified AS SELECT * FROM read_parquet({sql_str(str(scored))})")
     con.execute(f"""
         CREATE OR REPLACE TABLE {candidates} AS

@@ -343,12 +343,14 @@ def fit_dsir(run: RunDir, config: DsirConfig) -> FittedDsir:
 
 
 def _run_parquet_identity(run: RunDir) -> list[tuple[str, str]]:
-    """What a query over `run`'s catalog can see, cheaply: every Parquet file outside dsir/,
-    by its thresher cache key where it has one (content identity), else by size and mtime."""
+    """What a query over `run`'s catalog can see, cheaply: every Parquet file outside dsir/ and
+    the hidden work directories (scratch and checkpoints of unfinished stages, e.g. .dedup-work/,
+    which no view reads), by its thresher cache key where it has one (content identity), else by
+    size and mtime."""
     entries = []
     for path in sorted(run.root.rglob("*.parquet")):
         relative = path.relative_to(run.root)
-        if relative.parts[0] in ("dsir", ".prefect-results") or ".tmp-" in path.name:
+        if relative.parts[0] == "dsir" or relative.parts[0].startswith(".") or ".tmp-" in path.name:
             continue
         key = read_cache_key(path)
         if key is None:

@@ -8,7 +8,9 @@ Tasks are thin wrappers over `thresher.dedup.stage`; each carries an explicit ca
 content + stage version + parameter hash, and for the cluster step the keys of every shard it
 reads) with results persisted inside the run, and the flow re-checks that a cached task's files
 still carry its key before trusting it. The cluster tasks run one table at a time: each may use
-the whole DuckDB memory limit.
+the whole DuckDB memory limit. A cluster task is one global step, so it checkpoints inside
+(`thresher.dedup.clustering`): a run killed mid-clustering resumes at the first unfinished unit
+(exact groups, LSH band, verified shard, components) instead of from scratch.
 """
 
 from __future__ import annotations
@@ -30,6 +32,7 @@ from thresher.dedup.stage import (
 )
 from thresher.dedup.tables import EXACT_KEY, MINHASH_KEY, band_keys_path, signatures_path, stats_path
 from thresher.flows.artifacts import artifact_key
+from thresher.flows.locking import writes_run
 from thresher.flows.mapping import Job, cached_task, map_cached
 from thresher.storage.catalog import build_catalog
 from thresher.storage.parquet_io import read_cache_key
@@ -69,6 +72,7 @@ def _sidecars_done(run: RunDir, shard_id: str, key: str) -> bool:
 
 
 @flow(name="thresher-dedup", log_prints=True)
+@writes_run("run_dir")
 def dedup_flow(run_dir: str, config: DedupConfig = DedupConfig()) -> dict:
     """Mark exact and near duplicates in every documents/instructions shard of `run_dir`."""
     run = RunDir(run_dir)
@@ -126,6 +130,7 @@ def dedup_summary(tables: dict[str, dict], shards: list[dict], sidecars: list[di
                 "candidate_edges": s["candidates"]["edges"],
                 "edges_dropped_by_verify": s.get("verify", {}).get("edges_dropped"),
                 "component_rounds": s["components"]["rounds"],
+                "cluster_units_reused": s.get("checkpoints", {}).get("reused", 0),
                 "cluster_seconds": s["seconds"],
             }
             for table, s in sorted(tables.items())

@@ -25,6 +25,7 @@ from thresher.dsir.report import kl_summary_rows, selection_report, to_markdown
 from thresher.dsir.resample import check_weights_current, select_dsir
 from thresher.dsir.weights import DsirScorer
 from thresher.flows.artifacts import artifact_key, score_summary
+from thresher.flows.locking import writes_run
 from thresher.flows.mapping import Job, cached_task, map_cached
 from thresher.flows.score import score_every_shard
 from thresher.progress import stage_progress
@@ -115,6 +116,7 @@ def _publish(run: RunDir, meta: dict, report: dict) -> None:
 
 
 @flow(name="thresher-dsir-fit", log_prints=True)
+@writes_run("run_dir")
 def dsir_fit_flow(run_dir: str, config: DsirConfig) -> dict:
     """Fit p_raw over the run and p_target per target; save under <run>/dsir/fits/."""
     run = RunDir(run_dir)
@@ -126,6 +128,7 @@ def dsir_fit_flow(run_dir: str, config: DsirConfig) -> dict:
 
 
 @flow(name="thresher-dsir-weight", log_prints=True)
+@writes_run("run_dir")
 def dsir_weight_flow(run_dir: str, fit_hash: str | None = None) -> dict:
     """Write every shard's log importance weights (the newest fit unless `fit_hash` is given)."""
     run = RunDir(run_dir)
@@ -137,6 +140,7 @@ def dsir_weight_flow(run_dir: str, fit_hash: str | None = None) -> dict:
 
 
 @flow(name="thresher-dsir-select", log_prints=True)
+@writes_run("run_dir")
 def dsir_select_flow(run_dir: str, selection: DsirSelection, fit_hash: str | None = None) -> dict:
     """Select documents by their weights into selections/<name>/ and publish the report."""
     run = RunDir(run_dir)
@@ -150,6 +154,7 @@ def dsir_select_flow(run_dir: str, selection: DsirSelection, fit_hash: str | Non
 
 
 @flow(name="thresher-dsir", log_prints=True)
+@writes_run("run_dir")
 def dsir_flow(run_dir: str, config: DsirConfig) -> dict:
     """DSIR end to end: fit, weight every shard, and select when `config.selection` is set."""
     run = RunDir(run_dir)

@@ -12,7 +12,11 @@ perplexity stage needs beyond `thresher-score`:
   scale-out, run it with another task runner (`perplexity_flow.with_options(task_runner=...)`):
   each worker process loads each model once (the scorers' module-level caches);
 - the distribution of each perplexity column is published as a Prefect markdown artifact
-  (`<run>-perplexity-<scorer>`: percentiles and a log-scale histogram) and returned.
+  (`<run>-perplexity-<scorer>`: percentiles and a log-scale histogram) and returned. It streams
+  the sidecar parts a few times instead of holding the run's values (exact percentiles by radix
+  selection, `thresher.perplexity.distribution`), so its memory does not grow with the run
+  (`bench/perplexity_memory.py`). Being a pure function of the sidecars, it is recomputed, not
+  cached: a run killed after scoring gets the same distribution on resume.
 """
 
 from __future__ import annotations
@@ -23,6 +27,7 @@ from prefect.task_runners import ThreadPoolTaskRunner
 
 from thresher.config import ScorerSpec
 from thresher.flows.artifacts import artifact_key, publish_score, score_summary
+from thresher.flows.locking import writes_run
 from thresher.flows.score import score_every_shard
 from thresher.perplexity.config import PerplexityConfig
 from thresher.perplexity.distribution import histogram_markdown, perplexity_distribution
@@ -33,6 +38,7 @@ from thresher.storage.run_dir import RunDir
 
 
 @flow(name="thresher-perplexity", log_prints=True, task_runner=ThreadPoolTaskRunner(max_workers=1))
+@writes_run("run_dir")
 def perplexity_flow(run_dir: str, scorers: list[ScorerSpec] | PerplexityConfig) -> dict:
     """Score every documents/instructions shard of `run_dir` with each perplexity scorer (a list of
     specs, or a PerplexityConfig that also sets the reported percentiles and histogram)."""
