@@ -32,7 +32,21 @@ OptionOpt = Annotated[list[str] | None, typer.Option("--option", "-o", help="jud
                                                      "values allowed), e.g. -o max_input_tokens=256; repeatable")]
 
 
+def _require_model(model: str | None) -> None:
+    """A packaged model that is named but not installed fails here, in one line that says how to
+    install it, instead of inside the first judge task."""
+    from thresher.llm.packaged import SPLIT_MODELS, assemble_split_model
+    from thresher.models.resolve import ModelResolveError, install_hint
+
+    if isinstance(model, str) and model in SPLIT_MODELS:
+        try:
+            assemble_split_model(model)  # finds the parts; assembles them once, as the first judgment would
+        except ModelResolveError as exc:
+            fail(f"{exc}{install_hint(model)}")
+
+
 def _params(mode, model, backend, base_url, concurrency, options) -> dict:
+    _require_model(model)
     params = parse_key_values(options, "--option")
     if mode:
         params["mode"] = mode
@@ -72,6 +86,7 @@ def run(
     # judge named, so a key no judge takes is an error, not silently dropped.
     shared = _params(mode, model, backend, base_url, concurrency, None)
     explicit = parse_key_values(option, "--option")
+    _require_model(explicit.get("model"))
     specs = [ScorerSpec(name=n, params={**accepted_params(n, shared), **explicit})
              for n in judge or ["judge_alpagasus"]]
     result = run_flow(judge_flow, str(run_dir), specs)
@@ -92,6 +107,10 @@ def calibrate(
     name: Annotated[str | None, typer.Option("--name", help="calibration name (default: judge + reference)")] = None,
     positive_threshold: Annotated[float | None, typer.Option(
         "--positive-threshold", help="graded labels >= this count as positive for the AUC (default: median)")] = None,
+    fit: Annotated[str, typer.Option("--fit", help="fit a calibration on the labelled rows: isotonic, logistic "
+                                     "(Platt) or none (report only)")] = "isotonic",
+    holdout: Annotated[float, typer.Option("--holdout", help="fraction of labelled doc_ids held out to measure "
+                                           "the fitted calibration")] = 0.3,
     mode: ModeOpt = None,
     model: ModelOpt = None,
     backend: BackendOpt = None,
@@ -101,17 +120,25 @@ def calibrate(
     log_level: LogLevel = "WARNING",
 ) -> None:
     """Compare a judge's scores with reference labels on a sample: Spearman, AUC, confusion matrix,
-    written to RUN_DIR/judge_calibration/{metrics,confusion,rows}/<name>.parquet and an artifact."""
+    written to RUN_DIR/judge_calibration/{metrics,confusion,rows}/<name>.parquet and an artifact.
+    With --fit (default isotonic), also fit a calibration on those rows, report its Brier score and
+    log-loss on held-out rows against the uncalibrated score, and write the calibrated score of every
+    row the judge scored as scores/<judge>_calibrated_<name>@1/ (run `thresher judge run` first);
+    the fitted parameters are in RUN_DIR/judge_calibration/fits/<name>.json."""
     prefect_logging(log_level)
     from thresher.config import ScorerSpec
     from thresher.flows.judges import calibrate_flow
+    from thresher.judges.calibrate import FIT_METHODS
 
     if (labels is None) == (degraded is None):
         fail("give --labels FILE or --degraded N")
+    if fit not in (*FIT_METHODS, "none"):
+        fail(f"--fit {fit!r}: choose {', '.join(FIT_METHODS)} or none")
     params = _params(mode, model, backend, base_url, concurrency, option)
     calibration = name or (f"{judge}-{'degraded' if degraded else Path(str(labels)).stem}")
     result = run_flow(calibrate_flow, str(run_dir), ScorerSpec(name=judge, params=params), calibration,
-                  str(labels) if labels else None, label_column, degraded, sample, seed, positive_threshold)
+                      str(labels) if labels else None, label_column, degraded, sample, seed, positive_threshold,
+                      None if fit == "none" else fit, holdout)
     c = result["calibration"]
     print_rows(f"calibration {c.calibration}", [{
         "judge": f"{c.judge}@{c.judge_version}", "n": c.n, "scored": c.n_scored, "parse errors": c.n_parse_errors,
@@ -120,6 +147,60 @@ def calibrate(
     }])
     print_rows("confusion (label, rounded score)", [{"label": a, "score": p, "rows": n} for a, p, n in c.confusion])
     console.print(f"tables: {result['paths']['metrics'].rsplit('/', 2)[0]}/")
+    if (f := result["fit"]) is not None:
+        print_rows(f"{f.method} calibration, {f.n_holdout} held-out rows (fitted on {f.n_train})", [
+            {"": "uncalibrated", "brier": f"{f.brier_before:.4f}", "log-loss": f"{f.log_loss_before:.4f}"},
+            {"": "calibrated", "brier": f"{f.brier_after:.4f}", "log-loss": f"{f.log_loss_after:.4f}"},
+        ])
+        console.print(f"calibrated scores: scores/{f.sidecar}/ ({f.rows_calibrated} of {f.rows_written} rows)")
+
+
+@app.command()
+def composite(
+    run_dir: Annotated[Path, typer.Argument(help="a run directory with judge (and other) scores")],
+    name: Annotated[str, typer.Option("--name", help="the score's name: scores/<name>@<version>/, column "
+                                      "<name>_score")],
+    inputs: Annotated[list[str], typer.Option("--input", "-i", help="NAME=SQL, an expression over "
+                                              "<table>_scored, e.g. alpagasus=judge_alpagasus_score or "
+                                              "length='ln(1 + length(output))'; repeatable")],
+    lower: Annotated[list[str] | None, typer.Option("--lower", help="an input NAME for which lower is better "
+                                                    "(e.g. ifd); repeatable")] = None,
+    method: Annotated[str, typer.Option("--method", help="zscore (mean of z-scores, no labels) or logistic "
+                                        "(weights learned on --labels)")] = "zscore",
+    labels: Annotated[Path | None, typer.Option("--labels", help="logistic: parquet/csv/jsonl with doc_id and "
+                                                "a label column")] = None,
+    label_column: Annotated[str, typer.Option("--label-column")] = "label",
+    version: Annotated[str, typer.Option("--version", help="bump it when the inputs or method change")] = "1",
+    table: Annotated[str, typer.Option("--table")] = "instructions",
+    min_inputs: Annotated[int | None, typer.Option("--min-inputs", help="inputs a row needs for a score "
+                                                   "(default: all)")] = None,
+    seed: Annotated[int, typer.Option("--seed")] = 0,
+    log_level: LogLevel = "WARNING",
+) -> None:
+    """Combine judge scores and cheap signals into one versioned score, scores/<name>@<version>/."""
+    prefect_logging(log_level)
+    from pydantic import ValidationError
+
+    from thresher.flows.judges import composite_flow
+    from thresher.judges.composite import CompositeConfig, CompositeInput
+
+    parsed = []
+    for item in inputs:
+        key, sep, sql = item.partition("=")
+        if not sep:
+            fail(f"--input {item!r}: expected NAME=SQL")
+        parsed.append(CompositeInput(name=key, sql=sql, direction="lower" if key in (lower or []) else "higher"))
+    unknown = set(lower or []) - {i.name for i in parsed}
+    if unknown:
+        fail(f"--lower {', '.join(sorted(unknown))}: not an --input name")
+    try:
+        config = CompositeConfig(name=name, version=version, table=table, inputs=parsed, method=method,
+                                 min_inputs=min_inputs, labels_path=str(labels) if labels else None,
+                                 label_column=label_column, seed=seed)
+    except ValidationError as exc:
+        fail("; ".join(f"{'.'.join(map(str, e['loc']))}: {e['msg']}" for e in exc.errors()))
+    result = run_flow(composite_flow, str(run_dir), config)
+    console.print(result["report"])
 
 
 @app.command()

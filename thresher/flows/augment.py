@@ -26,6 +26,7 @@ from thresher.augment.stage import finish_augment, prepare_augment, run_round
 from thresher.config import ScorerSpec, SelectionRecipe
 from thresher.dedup.config import DedupConfig
 from thresher.flows.artifacts import artifact_key
+from thresher.flows.locking import writes_run
 from thresher.progress import stage_progress
 from thresher.storage.catalog import build_catalog
 from thresher.storage.run_dir import RunDir
@@ -55,6 +56,7 @@ def publish_augment(source_name: str, config: AugmentConfig, summary: dict, roun
 
 
 @flow(name="thresher-augment", log_prints=True)
+@writes_run(lambda a: [a["source_run"], a["output_run"]])
 def augment_flow(source_run: str, config: AugmentConfig | None = None, output_run: str | None = None) -> dict:
     """Evolve the instructions of `source_run` for `config.rounds` rounds into the augmented run
     (default `<source_run>/augment/<name>/`); resumable at batch granularity."""
@@ -94,6 +96,7 @@ def ensure_source_index(source_run: str, dedup: DedupConfig) -> dict | None:
 
 
 @flow(name="thresher-augment-loop", log_prints=True)
+@writes_run(lambda a: [a["source_run"], a["output_run"]])
 def augment_loop_flow(
     source_run: str,
     config: AugmentConfig | None = None,

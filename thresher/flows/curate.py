@@ -13,6 +13,7 @@ from thresher.flows.dsir import dsir_flow
 from thresher.flows.embeddings import embeddings_flow
 from thresher.flows.ingest import ingest_flow
 from thresher.flows.judges import judge_flow
+from thresher.flows.locking import writes_run
 from thresher.flows.runners import build_task_runner
 from thresher.flows.score import score_flow
 from thresher.flows.select import select_flow
@@ -20,6 +21,7 @@ from thresher.storage.run_dir import RunDir
 
 
 @flow(name="thresher-curate", log_prints=True)
+@writes_run(lambda a: [a["recipe"].run_dir])
 def curate_flow(recipe: Recipe) -> dict:
     run = RunDir(recipe.run_dir)
     run.init(seed=recipe.seed, recipe=recipe.model_dump(mode="json"), recipe_hash=recipe.content_hash())

@@ -50,6 +50,7 @@ from thresher.embeddings.semdedup import (
     semdedup_table,
 )
 from thresher.flows.artifacts import artifact_key
+from thresher.flows.locking import writes_run
 from thresher.flows.mapping import Job, cached_task, map_cached, sidecar_done
 from thresher.flows.score import score_every_shard
 from thresher.progress import stage_progress
@@ -196,6 +197,7 @@ def _publish_distill(run: RunDir, result: dict) -> None:
 
 
 @flow(name="thresher-embed", log_prints=True)
+@writes_run("run_dir")
 def embed_flow(run_dir: str, config: EmbedConfig = EmbedConfig()) -> dict:
     """Embed every shard (of `config.table`, or all) into scores/embed@1/."""
     run = RunDir(run_dir)
@@ -203,6 +205,7 @@ def embed_flow(run_dir: str, config: EmbedConfig = EmbedConfig()) -> dict:
 
 
 @flow(name="thresher-semdedup", log_prints=True)
+@writes_run("run_dir")
 def semdedup_flow(run_dir: str, config: SemDedupConfig = SemDedupConfig(), embed: EmbedConfig | None = None) -> dict:
     """Semantic duplicates of every data table (the embeddings must exist: run embed_flow first)."""
     run = RunDir(run_dir)
@@ -217,6 +220,7 @@ def semdedup_flow(run_dir: str, config: SemDedupConfig = SemDedupConfig(), embed
 
 
 @flow(name="thresher-distill", log_prints=True)
+@writes_run("run_dir")
 def distill_flow(run_dir: str, configs: list[DistillConfig], embed: EmbedConfig | None = None) -> dict:
     """Distil each judge score into a head on the embeddings, report agreement, score every row."""
     run = RunDir(run_dir)
@@ -229,6 +233,7 @@ def distill_flow(run_dir: str, configs: list[DistillConfig], embed: EmbedConfig 
 
 
 @flow(name="thresher-diversity", log_prints=True)
+@writes_run("run_dir")
 def diversity_flow(run_dir: str, selections: list[DiversitySelection], embed: EmbedConfig | None = None) -> dict:
     """Diversity selections (DEITA or k-center) into selections/<name>/."""
     run = RunDir(run_dir)
@@ -240,6 +245,7 @@ def diversity_flow(run_dir: str, selections: list[DiversitySelection], embed: Em
 
 
 @flow(name="thresher-embeddings", log_prints=True)
+@writes_run("run_dir")
 def embeddings_flow(run_dir: str, config: EmbeddingsConfig = EmbeddingsConfig()) -> dict:
     """Embed, then semantic dedup, judge distillation and diversity selections as configured."""
     run = RunDir(run_dir)

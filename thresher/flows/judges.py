@@ -10,13 +10,16 @@ partly) never asks the model twice.
 
 from __future__ import annotations
 
-from prefect import flow
+from prefect import flow, task
 from prefect.artifacts import create_markdown_artifact, create_table_artifact
+from prefect.cache_policies import NO_CACHE
 
 from thresher.config import ScorerSpec
 from thresher.flows.artifacts import artifact_key
-from thresher.flows.mapping import cached_task
+from thresher.flows.locking import writes_run
+from thresher.flows.mapping import Job, cached_task, map_cached, sidecar_done
 from thresher.flows.score import score_every_shard
+from thresher.judges.cache import remove_dead_writes
 from thresher.judges.config import DEFAULT_JUDGES, CalibrationConfig
 from thresher.judges.report import histogram_markdown, score_histogram
 from thresher.judges.runner import JUDGE_STAT_KEYS, build_judge_scorer, judge_shard
@@ -58,6 +61,7 @@ def publish_judge(run: RunDir, judges: list, summary: list[dict]) -> None:
 
 
 @flow(name="thresher-judge", log_prints=True)
+@writes_run("run_dir")
 def judge_flow(run_dir: str, judges: list[ScorerSpec] | None = None) -> dict:
     """Run each judge over every shard of the table it reads."""
     run = RunDir(run_dir)
@@ -65,6 +69,8 @@ def judge_flow(run_dir: str, judges: list[ScorerSpec] | None = None) -> dict:
         raise FileNotFoundError(f"{run.root} is not a thresher run directory (no run.json)")
     built = [build_judge_scorer(spec.name, spec.params, run=run) for spec in (judges or list(DEFAULT_JUDGES))]
     run.stage_started("judge", judges=[scorer_key(j) for j in built])
+    for cache_root in sorted({str(j.cache_dir) for j in built if getattr(j, "cache_dir", None)}):
+        remove_dead_writes(cache_root)
     stats: list[dict] = []
     for judge in built:
         for result in score_every_shard(run, [judge], "judge", task_=judge_shard_task):
@@ -79,18 +85,70 @@ def judge_flow(run_dir: str, judges: list[ScorerSpec] | None = None) -> dict:
 
 
 @flow(name="thresher-judge-calibrate", log_prints=True)
+@writes_run("run_dir")
 def calibrate_flow(run_dir: str, judge: ScorerSpec, name: str, labels_path: str | None = None,
                    label_column: str = "label", degraded: int | None = None, sample: int = 200, seed: int = 0,
-                   positive_threshold: float | None = None) -> dict:
-    from thresher.judges.calibrate import calibrate_judge, markdown, summary_json
+                   positive_threshold: float | None = None, fit: str | None = None,
+                   holdout_fraction: float = 0.3) -> dict:
+    """Judge a labelled sample and report agreement; with `fit` ("isotonic" or "logistic") also fit
+    a calibration on it and write the calibrated scores of every judged row as a new sidecar."""
+    from thresher.judges.calibrate import calibrate_judge, fit_calibration, fit_markdown, markdown, summary_json
 
     config = CalibrationConfig(name=name, labels_path=labels_path, label_column=label_column, degraded=degraded,
                                sample=sample, seed=seed, positive_threshold=positive_threshold)
     run = RunDir(run_dir)
     built = build_judge_scorer(judge.name, judge.params, run=run)
     result, paths = calibrate_judge(run, built, **config.model_dump())
+    fitted = None
+    if fit is not None:
+        fitted = fit_calibration(run, built, name=name, method=fit, holdout_fraction=holdout_fraction, seed=seed,
+                                 positive_threshold=positive_threshold)
     build_catalog(run)
-    create_markdown_artifact(markdown(result), key=artifact_key(run.root.name, "judge-calibration", name),
+    report = markdown(result) + ("\n" + fit_markdown(fitted) if fitted else "")
+    create_markdown_artifact(report, key=artifact_key(run.root.name, "judge-calibration", name),
                              description=f"calibration of {built.name} on {result.reference}")
     print(summary_json(result))
-    return {"calibration": result, "paths": {k: str(v) for k, v in paths.items()}}
+    return {"calibration": result, "fit": fitted, "paths": {k: str(v) for k, v in paths.items()}}
+
+
+@task(name="composite-fit", cache_policy=NO_CACHE, task_run_name="fit {config.name}")
+def composite_fit_task(run_root: str, config) -> dict:
+    from thresher.judges.composite import fit_composite
+
+    return fit_composite(RunDir(run_root), config)
+
+
+@cached_task(name="composite-shard", task_run_name="{config.name} {shard_id}")
+def composite_shard_task(run_root: str, config, fitted: dict, shard_id: str, cache_key: str) -> dict:
+    from thresher.judges.composite import write_composite_shard
+
+    return write_composite_shard(RunDir(run_root), config, fitted, shard_id, cache_key)
+
+
+@flow(name="thresher-judge-composite", log_prints=True)
+@writes_run("run_dir")
+def composite_flow(run_dir: str, config) -> dict:
+    """Combine judge scores and cheap signals into one versioned score, scores/<name>@<version>/
+    (see thresher.judges.composite): fit once over the table, then one task per shard."""
+    from thresher.judges.composite import remove_stale_parts, shard_cache_key, summary_markdown
+
+    run = RunDir(run_dir)
+    if not run.exists():
+        raise FileNotFoundError(f"{run.root} is not a thresher run directory (no run.json)")
+    run.stage_started(f"composite:{config.name}", key=config.key)
+    fitted = composite_fit_task(str(run.root), config)
+    shard_ids = [shard for table, shard, _ in run.data_parts() if table == config.table]
+    remove_stale_parts(run, config, shard_ids)
+    jobs = [Job((str(run.root), config, fitted, shard), shard_cache_key(run, config, fitted, shard))
+            for shard in shard_ids]
+    shards = map_cached(run, composite_shard_task, jobs, label=f"composite {config.name}",
+                        done=sidecar_done(run, config.key, 3))
+    build_catalog(run)
+    report = summary_markdown(config, fitted, shards)
+    create_markdown_artifact(report, key=artifact_key(run.root.name, "composite", config.name),
+                             description=f"composite score {config.key}")
+    summary = {"key": config.key, "rows": sum(s["rows"] for s in shards),
+               "scored": sum(s["scored"] for s in shards), "shards": len(shards)}
+    run.stage_finished(f"composite:{config.name}", **summary)
+    print(report)
+    return {**summary, "fitted": fitted, "report": report}

@@ -135,6 +135,16 @@ class JudgmentCache:
         return table.num_rows
 
 
+def remove_dead_writes(cache_root: str | os.PathLike[str]) -> int:
+    """Delete the temp files of cache parts whose writer was killed mid-write; how many. A part's name is
+    unique (time, pid, random), so unlike other Parquet writes no later write of the same name clears
+    them; call it only while holding the run's writer lock, when any temp file is a dead process's."""
+    stale = list(Path(cache_root).glob("*/part-*.parquet.tmp-*"))
+    for path in stale:
+        path.unlink(missing_ok=True)
+    return len(stale)
+
+
 def compute_through_cache(
     keys: Mapping[int, str],
     cache: JudgmentCache | None,

@@ -22,7 +22,7 @@ from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
-from thresher.models.resolve import ModelResolveError, locate_model, model_cache_dir, resolve_model
+from thresher.models.resolve import ModelResolveError, install_hint, locate_model, model_cache_dir, resolve_model
 
 
 @dataclass(frozen=True)
@@ -89,7 +89,7 @@ def _part_paths(model: SplitModel) -> list[Path]:
         if found is None:
             raise ModelResolveError(
                 f"split model {model.name!r} needs package {package} (file data/{filename}); "
-                f"install {model.distribution}"
+                f"install {model.distribution}{install_hint(model.name)}"
             )
         paths.append(found)
     return paths

