@@ -280,11 +280,12 @@ def canonical(table: pa.Table, run_root: Path | None = None) -> pa.Table:
 def run_tables(run_root: Path) -> dict[str, pa.Table]:
     """Every Parquet table under a run (an augmented run's included), by its path relative to the run:
     a directory of `part-*.parquet` files is one table; any other Parquet file is a table of its own.
-    Prefect's result cache is not output, and the DuckDB catalog is views over these files."""
+    Hidden directories (task results, dedup checkpoints) are not output, and the DuckDB catalog is
+    views over these files."""
     groups: dict[str, list[Path]] = {}
     for path in sorted(run_root.rglob("*.parquet")):
         relative = path.relative_to(run_root)
-        if relative.parts[0] == ".prefect-results" or ".tmp" in path.name:
+        if relative.parts[0].startswith(".") or ".tmp" in path.name:
             continue
         name = str(relative.parent) if path.name.startswith("part-") else str(relative)
         groups.setdefault(name, []).append(path)
