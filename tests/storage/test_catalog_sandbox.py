@@ -139,3 +139,13 @@ def test_the_sql_command_refuses_writes_with_a_clear_error(run):  # noqa: F811
     result = CliRunner().invoke(app, ["sql", str(run.root), f"COPY (SELECT * FROM documents) TO '{target}'"])
     assert result.exit_code == 2 and "read-only" in result.output
     assert not target.exists()
+
+
+def test_a_catalog_build_killed_mid_way_leaves_nothing_behind(run):  # noqa: F811
+    dead = [run.root / "catalog.duckdb.tmp-999999", run.root / "catalog.duckdb.tmp-999999.wal"]
+    for path in dead:
+        path.write_bytes(b"half a database")
+    build_catalog(run)
+    assert not any(path.exists() for path in dead)
+    with open_catalog(run) as con:
+        assert con.execute("SELECT count(*) FROM documents").fetchall() == [(3,)]

@@ -161,9 +161,10 @@ def _generate_views(con: duckdb.DuckDBPyConnection, run: RunDir, root: str) -> l
 
 def build_catalog(run: RunDir) -> list[CatalogView]:
     """(Re)write `<run>/catalog.duckdb` from the run's layout; returns the views it made."""
-    tmp = run.catalog_path.with_name(f"{run.catalog_path.name}.tmp-{os.getpid()}")
-    for stale in (tmp, tmp.with_name(tmp.name + ".wal")):
+    # Builds under another pid were killed mid-way: only the run's one writer builds its catalog.
+    for stale in run.root.glob(f"{run.catalog_path.name}.tmp-*"):
         stale.unlink(missing_ok=True)
+    tmp = run.catalog_path.with_name(f"{run.catalog_path.name}.tmp-{os.getpid()}")
     con = duckdb.connect(str(tmp))
     try:
         con.execute("SET file_search_path = ?", [str(run.root)])
