@@ -26,7 +26,8 @@ ROW = {"instruction": "Name a {colour}.", "input": "", "output": "Blue is a colo
 
 
 def test_every_task_ships_an_unhardened_and_a_hardened_version():
-    assert set(available_tasks()) == {"alpagasus", "ultrafeedback", "edu", "deita_complexity", "deita_quality"}
+    assert set(available_tasks()) == {"alpagasus", "ultrafeedback", "edu", "deita_complexity", "deita_quality",
+                                     "askllm", "askllm_edu", "pairwise"}
     for task in available_tasks():
         assert not load_template(task, unhardened_version(task)).hardened
         assert load_template(task, latest_version(task)).hardened

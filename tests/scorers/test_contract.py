@@ -56,6 +56,8 @@ TEST_PARAMS = {
     "judge_ultrafeedback": lambda models: JUDGE,
     "judge_ultrafeedback_gen": lambda models: JUDGE,
     "judge_edu": lambda models: JUDGE,
+    "judge_askllm": lambda models: JUDGE,
+    "judge_askllm_edu": lambda models: JUDGE,
     "judge_edu_gen": lambda models: JUDGE,
     "judge_deita_complexity": lambda models: JUDGE,
     "judge_deita_complexity_gen": lambda models: JUDGE,

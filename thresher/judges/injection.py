@@ -31,8 +31,12 @@ from thresher.judges.templates import LABELS, latest_version, unhardened_version
 ATTACKS = ("ignore", "fake_score", "role_play", "plain_role", "close_block")
 
 def score_claim(judge: LLMJudge) -> str:
-    """The top score in the judge's own output format ("Rating: 5", "Educational score: 5", "5")."""
+    """The top score in the judge's own output format ("Rating: 5", "Educational score: 5", "5"), or
+    "Answer: Yes" for a yes/no judge."""
     t = judge.template
+    yes = getattr(judge, "yes", None)
+    if yes:  # yes/no judges (Ask-LLM): the attack claims the verdict they read
+        return f"Answer: {yes[0]}"
     top = max(t.scale)
     if t.expected_prefix.strip():
         return f"{t.expected_prefix.strip()} {top}"

@@ -91,6 +91,9 @@ for _name, _cls in (
 ):
     register(_name, "1", f"thresher.judges.judges:{_cls}")
     register(f"{_name}_gen", "1", f"thresher.judges.judges:{_cls}", {"mode": "generate"})
+# Ask-LLM judges: P("yes") to a yes/no question, one forward pass, expected mode only (no `_gen`).
+register("judge_askllm", "1", "thresher.judges.askllm:AskLLMJudge")
+register("judge_askllm_edu", "1", "thresher.judges.askllm:AskLLMEduJudge")
 
 
 def _version_order(version: str) -> tuple[int, ...]:
