@@ -1,5 +1,5 @@
 """`writes_run`: a flow that writes run directories holds their writer locks while it runs
-(thresher.storage.run_lock)."""
+(thresher.storage.run_lock), and a flow that fails records its running stages as failed in run.json."""
 
 from __future__ import annotations
 
@@ -10,6 +10,7 @@ from collections.abc import Callable
 from contextlib import ExitStack
 from typing import Any
 
+from thresher.storage.run_dir import RunDir
 from thresher.storage.run_lock import writer_lock
 
 
@@ -25,10 +26,17 @@ def writes_run(runs: str | Callable[[dict[str, Any]], list[str | None]]) -> Call
         def wrapper(*args: Any, **kwargs: Any) -> Any:
             bound = signature.bind(*args, **kwargs)
             bound.apply_defaults()
+            roots = list(dict.fromkeys(str(r) for r in locate(bound.arguments) if r is not None))
             with ExitStack() as stack:
-                for root in dict.fromkeys(str(r) for r in locate(bound.arguments) if r is not None):
+                for root in roots:
                     stack.enter_context(writer_lock(root))
-                return fn(*args, **kwargs)
+                try:
+                    return fn(*args, **kwargs)
+                except BaseException as exc:
+                    # run.json must not say "running" for a stage that died with an error
+                    for root in roots:
+                        RunDir(root).fail_running_stages(f"{type(exc).__name__}: {exc}")
+                    raise
 
         # Prefect validates parameters against the annotations, which `from __future__ import annotations`
         # leaves as strings to resolve in the flow's module, not this one: hand it resolved ones.

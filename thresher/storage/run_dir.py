@@ -123,3 +123,18 @@ class RunDir:
 
     def stage_finished(self, stage: str, **fields: Any) -> None:
         self.update_stage(stage, status="finished", finished_at=_now(), **fields)
+
+    def fail_running_stages(self, error: str) -> list[str]:
+        """Record every stage still marked running as failed, with the error and the time; their names.
+        (A stage that dies with its process, SIGKILL, stays `running` until the run is resumed.)"""
+        if not self.exists():
+            return []
+        with self._manifest_lock:
+            manifest = self.read_manifest()
+            failed = [name for name, entry in manifest["stages"].items() if entry.get("status") == "running"]
+            for name in failed:
+                manifest["stages"][name].update(status="failed", failed_at=_now(), error=error[:2000])
+            if failed:
+                write_json_atomic(self.manifest_path, manifest)
+        return failed
+
