@@ -7,7 +7,7 @@ from __future__ import annotations
 import hashlib
 import json
 from pathlib import Path
-from typing import Any, Literal
+from typing import Any, ClassVar, Literal
 
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
@@ -72,6 +72,16 @@ class IngestConfig(StrictModel):
     max_doc_bytes: int = Field(
         2 << 20, gt=0, description="documents with more UTF-8 bytes than this are quarantined"
     )
+    max_quarantine_share: float = Field(
+        0.5, ge=0, le=1, description="warn about a file that quarantines more than this share of its rows"
+    )
+    strict: bool = Field(
+        False, description="fail the ingest (once written and in the catalog) when a file is over "
+        "max_quarantine_share or unreadable"
+    )
+
+    # Settings that judge the output rather than shape it: not part of a shard's cache key.
+    REPORTING_ONLY: ClassVar[frozenset[str]] = frozenset({"max_quarantine_share", "strict"})
 
 
 class ScorerSpec(StrictModel):

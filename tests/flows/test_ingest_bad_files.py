@@ -163,3 +163,32 @@ def test_thresher_ingest_reports_the_quarantined_files(tmp_path, docs):
     failed = runner.invoke(app, ["ingest", str(tmp_path / "run2"), str(inputs)], env={"COLUMNS": "200"})
     assert failed.exit_code == 2
     assert "no readable input" in failed.output and Counter(failed.output.split())["Traceback"] == 0
+
+
+@pytest.mark.usefixtures("prefect_for_cli")
+def test_a_mostly_quarantined_file_warns_and_strict_fails_after_writing(tmp_path, docs):
+    """Issue 16: a file whose 30 rows were all quarantined used to exit 0 without a word."""
+    from typer.testing import CliRunner
+
+    from thresher.cli import app
+
+    inputs = tmp_path / "inputs"
+    inputs.mkdir()
+    write_jsonl_gz(inputs / "web.jsonl.gz", docs[:20])
+    (inputs / "broken.jsonl").write_text("".join("{not json\n" for _ in range(30)), encoding="utf-8")
+    runner = CliRunner()
+    warned = runner.invoke(app, ["ingest", str(tmp_path / "run"), str(inputs), "--format", "jsonl"],
+                           env={"COLUMNS": "200"})
+    assert warned.exit_code == 0, warned.output
+    assert "files mostly quarantined" in warned.output
+    line = next(line for line in warned.output.splitlines() if "broken.jsonl" in line)
+    assert line.split().count("30") == 2  # rows in, quarantined
+
+    strict = runner.invoke(app, ["ingest", str(tmp_path / "strict"), str(inputs), "--format", "jsonl", "--strict"],
+                           env={"COLUMNS": "200"})
+    assert strict.exit_code == 2 and "strict ingest" in strict.output
+    run = RunDir(tmp_path / "strict")
+    assert run.read_manifest()["stages"]["ingest"]["status"] == "failed"
+    with open_catalog(run) as con:  # everything was written before the failure
+        assert con.execute("SELECT sum(n_rows) FROM quarantine").fetchall() == [(30,)]
+        assert con.execute("SELECT count(*) FROM documents").fetchall() == [(20,)]

@@ -24,6 +24,10 @@ def ingest(
     url_field: Annotated[str | None, typer.Option(help="URL column for jsonl/parquet")] = None,
     max_doc_bytes: Annotated[int, typer.Option(help="quarantine documents larger than this")] = 2 << 20,
     batch_rows: Annotated[int, typer.Option(help="rows per Arrow batch / Parquet row group")] = 2048,
+    max_quarantine_share: Annotated[float, typer.Option(
+        help="warn about a file that quarantines more than this share of its rows")] = 0.5,
+    strict: Annotated[bool, typer.Option(
+        help="exit with an error (after writing the run) when a file is unreadable or over the share")] = False,
     log_level: LogLevel = "WARNING",
 ) -> None:
     """Stream INPUTS into RUN_DIR/documents (or instructions); bad rows go to RUN_DIR/quarantine."""
@@ -35,7 +39,8 @@ def ingest(
 
     try:
         spec = InputSpec(paths=inputs, format=format, text_field=text_field, url_field=url_field)
-        config = IngestConfig(max_doc_bytes=max_doc_bytes, batch_rows=batch_rows)
+        config = IngestConfig(max_doc_bytes=max_doc_bytes, batch_rows=batch_rows,
+                              max_quarantine_share=max_quarantine_share, strict=strict)
     except ValidationError as exc:
         fail(str(exc))
     result = run_flow(ingest_flow, str(run_dir), [spec], config)

@@ -14,6 +14,10 @@ def print_ingest(result: dict) -> None:
     }])
     if result["quarantine_reasons"]:
         print_rows("quarantine reasons", [{"reason": r, "rows": n} for r, n in result["quarantine_reasons"].items()])
+    if result.get("files_over_quarantine_share"):
+        print_rows("files mostly quarantined", [{"file": f["source"], "rows in": f["rows_in"],
+                                                 "quarantined": f["rows_quarantined"]}
+                                                for f in result["files_over_quarantine_share"]])
     if result.get("quarantined_files"):  # unreadable files: the run went on without them
         print_rows("quarantined files", [{"file": f["source"], "reason": f["reason"],
                                           "bytes": "gone" if f["bytes"] is None else f["bytes"]}

@@ -33,6 +33,14 @@ def quarantined_files(stats: list[dict]) -> list[dict]:
             for s in stats if s.get("file_quarantined")]
 
 
+def mostly_quarantined(stats: list[dict], share: float) -> list[dict]:
+    """Readable shards that quarantined more than `share` of their rows (unreadable files are reported
+    on their own)."""
+    return [{"source": s["source"], "rows_in": s["rows_in"], "rows_quarantined": s["rows_quarantined"]}
+            for s in stats
+            if not s.get("file_quarantined") and s["rows_in"] and s["rows_quarantined"] / s["rows_in"] > share]
+
+
 @flow(name="thresher-ingest", log_prints=True)
 @writes_run("run_dir")
 def ingest_flow(run_dir: str, inputs: list[InputSpec], ingest: IngestConfig = IngestConfig(), seed: int = 0) -> dict:
@@ -65,5 +73,14 @@ def ingest_flow(run_dir: str, inputs: list[InputSpec], ingest: IngestConfig = In
     if bad_files:
         print(f"{len(bad_files)} input file(s) quarantined as unreadable: "
               + "; ".join(f"{f['source']} ({f['reason']})" for f in bad_files))
+    heavy = mostly_quarantined(ordered, ingest.max_quarantine_share)
+    summary["files_over_quarantine_share"] = heavy
+    for entry in heavy:
+        print(f"warning: {entry['source']}: {entry['rows_quarantined']:,} of {entry['rows_in']:,} rows quarantined "
+              f"(more than {ingest.max_quarantine_share:.0%}; see the quarantine table)")
+    if ingest.strict and (heavy or bad_files):
+        raise InputError(f"strict ingest: {len(bad_files)} unreadable file(s) and {len(heavy)} file(s) with more than "
+                         f"{ingest.max_quarantine_share:.0%} of their rows quarantined (see the quarantine table of "
+                         f"{run.root})")
     run.stage_finished("ingest", **{k: v for k, v in summary.items() if k not in ("seconds", "quarantined_files")})
     return {"run_dir": str(run.root), **summary, "shards_detail": ordered}

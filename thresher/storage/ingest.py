@@ -32,7 +32,7 @@ def ingest_cache_key(shard: Shard, spec: InputSpec, ingest: IngestConfig) -> str
     params = {
         "format": shard.format,
         "spec": spec.model_dump(mode="json", exclude={"paths"}),
-        "ingest": ingest.model_dump(mode="json"),
+        "ingest": ingest.model_dump(mode="json", exclude=set(IngestConfig.REPORTING_ONLY)),
     }
     params_hash = hashlib.blake2b(json.dumps(params, sort_keys=True).encode(), digest_size=8).hexdigest()
     return f"{STAGE}@{INGEST_VERSION}:{shard.fingerprint}:{params_hash}"
