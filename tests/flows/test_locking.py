@@ -2,12 +2,11 @@
 
 import pytest
 
+from tests.storage.test_catalog import run  # noqa: F401
 from thresher.config_base import SelectionRecipe, SelectionStep
 from thresher.flows.select import select_flow
 from thresher.storage.run_dir import RunDir
 from thresher.storage.run_lock import LOCK_NAME, writer_lock
-
-from tests.storage.test_catalog import run  # noqa: F401
 
 
 def test_a_failed_stage_is_recorded_as_failed_with_its_error(run, prefect_harness):  # noqa: F811
