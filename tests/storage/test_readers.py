@@ -339,11 +339,13 @@ def test_shard_ids_are_safe_file_names(tmp_path):
     assert shard.shard_id == f"we_ird_name-{shard.fingerprint[:12]}"
 
 
-@pytest.mark.parametrize("pattern", ["missing.jsonl", "nothing/*.jsonl", "empty-dir"])
-def test_a_path_that_matches_nothing_is_an_input_error(tmp_path, pattern):
+@pytest.mark.parametrize("pattern, message", [("missing.jsonl", "no such file"),
+                                              ("nothing/*.jsonl", "matches no input file"),
+                                              ("empty-dir", "matches no input file")])
+def test_a_path_that_matches_nothing_is_an_input_error(tmp_path, pattern, message):
     (tmp_path / "empty-dir").mkdir()
     path = str(tmp_path / pattern)
-    with pytest.raises(InputError, match="matches no input file") as error:
+    with pytest.raises(InputError, match=message) as error:
         discover_shards(InputSpec(paths=[path]))
     assert path in str(error.value)
 

@@ -4,6 +4,7 @@ from pydantic import ValidationError
 
 from tests.storage.test_catalog import run  # noqa: F401  (fixture: two shards, toy@1/toy@2 scores)
 from thresher.config import SelectionRecipe, SelectionStep
+from thresher.storage.catalog import open_catalog
 from thresher.storage.select import SelectionError, run_selection, selection_dir
 
 
@@ -36,6 +37,17 @@ def test_limit_ranks_by_order_by_then_doc_id(run):  # noqa: F811
     assert sorted(table["rank"]) == [1, 2]
     with pytest.raises(ValidationError, match="greater than 0"):
         SelectionRecipe(name="x", limit=0)
+
+
+def test_order_by_without_limit_still_ranks_every_row(run):  # noqa: F811
+    """Issue 16: order_by without limit used to leave every rank NULL."""
+    run_selection(run, recipe(order_by="toy_len DESC"))
+    table = pq.read_table(selection_dir(run, "short") / "selected.parquet").to_pydict()
+    with open_catalog(run) as con:
+        lengths = dict(con.execute("SELECT doc_id, toy_len FROM documents_scored").fetchall())
+    by_rank = [doc for _rank, doc in sorted(zip(table["rank"], table["doc_id"]))]
+    assert sorted(table["rank"]) == list(range(1, len(table["doc_id"]) + 1))
+    assert [lengths[d] for d in by_rank] == sorted(lengths[d] for d in by_rank)[::-1]
 
 
 def test_bad_predicate_names_its_step(run):  # noqa: F811

@@ -5,7 +5,9 @@ neither Prefect nor a model."""
 
 from __future__ import annotations
 
+import os
 import sys
+from typing import Annotated
 
 import typer
 
@@ -32,7 +34,33 @@ app = typer.Typer(
     "query the scores with DuckDB.",
     no_args_is_help=True,
     add_completion=False,
+    # Click hands these names down to every subcommand's context: `thresher score -h` works too.
+    context_settings={"help_option_names": ["-h", "--help"]},
+    # A bug's traceback without every frame's locals: they hold whole batches of documents.
+    pretty_exceptions_show_locals=False,
 )
+
+
+def _print_version(value: bool) -> None:
+    if value:
+        import importlib.metadata
+
+        typer.echo(f"thresher {importlib.metadata.version('thresher')}")
+        raise typer.Exit()
+
+
+@app.callback()
+def _global_options(
+    debug: Annotated[bool, typer.Option(
+        "--debug", help="on an error, print its full traceback (also: THRESHER_DEBUG=1)")] = False,
+    version: Annotated[bool, typer.Option(
+        "--version", callback=_print_version, is_eager=True, help="print the version and exit")] = False,
+) -> None:
+    if debug:
+        from thresher.cli.run import DEBUG_ENV
+
+        os.environ[DEBUG_ENV] = "1"  # read by run_flow; an environment variable reaches child processes too
+
 
 for command in (ingest.ingest, score.score, curate.curate, dedup.dedup, select.select, sql.sql, serve.serve,
                 score.scorers, curate.demo, export.export, perplexity.perplexity, dashboards.dashboard,

@@ -1,24 +1,45 @@
 """The one place that runs a flow (or any long call) for a command and turns the errors a user can
-act on into one `error: …` line and exit status 2. Anything else is a bug and keeps its traceback."""
+act on into one `error: …` line (and at most one `hint: …` line) with exit status 2.
+
+Tracebacks: Prefect's engine logs every failure with its traceback at ERROR, once for the task run
+and once more for the flow run. Those records keep going to Prefect's API log handler (the flow-run
+logs in the UI keep the full traceback) but are dropped from the console handler, so a user error
+prints only thresher's lines. `thresher --debug` (or THRESHER_DEBUG=1) prints the traceback of a
+user error once, above its `error:` line. Anything that is not a user error is a bug: it escapes
+with its traceback (printed once, by Typer), whatever --debug says, because a bug report needs it."""
 
 from __future__ import annotations
 
+import logging
 import os
+import re
+import sys
+import traceback
 from collections.abc import Callable
-from typing import Annotated, Any, TypeVar
+from pathlib import Path
+from typing import Annotated, Any, NoReturn, TypeVar
 
 import typer
+from rich.text import Text
 
-from thresher.cli.console import console, fail
+from thresher.cli.console import console, err_console
 
 T = TypeVar("T")
 
 LogLevel = Annotated[str, typer.Option("--log-level", help="Prefect log level on the console")]
 
+DEBUG_ENV = "THRESHER_DEBUG"
+
 
 def prefect_logging(level: str) -> None:
     """Set Prefect's console log level; must run before Prefect is imported (it reads settings then)."""
     os.environ.setdefault("PREFECT_LOGGING_LEVEL", level.upper())
+
+
+def debug_enabled() -> bool:
+    """Whether `--debug` or THRESHER_DEBUG asks for tracebacks (an environment variable, so that the
+    global flag reaches every command and any process a command starts)."""
+    return os.environ.get(DEBUG_ENV, "").strip().lower() not in ("", "0", "false", "no", "off")
 
 
 def user_errors() -> tuple[type[BaseException], ...]:
@@ -35,14 +56,85 @@ def user_errors() -> tuple[type[BaseException], ...]:
     return (ValueError, FileNotFoundError, InputError, LMError, KenLMTrainingError, CatalogUnavailable, RunLocked)
 
 
+class _EngineFailures(logging.Filter):
+    """Drops the failure records of Prefect's flow and task engines (ERROR and above, logged from a
+    module of the `prefect` package on the run loggers); a stage's own log lines pass."""
+
+    RUN_LOGGERS = ("prefect.flow_runs", "prefect.task_runs")
+
+    def __init__(self, prefect_dir: Path) -> None:
+        super().__init__()
+        self.prefect_dir = str(prefect_dir) + os.sep
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        return not (record.levelno >= logging.ERROR and record.name in self.RUN_LOGGERS
+                    and record.pathname.startswith(self.prefect_dir))
+
+
+def quiet_prefect_failures() -> None:
+    """Install `_EngineFailures` on Prefect's console handler (only there: the API handler sits on
+    the run loggers themselves and still receives the records). Idempotent, for in-process tests."""
+    if "prefect" not in sys.modules:
+        return  # no flow runs in this command: Prefect is imported by a command before its flow
+    import prefect
+    from prefect.logging.configuration import ensure_logging_setup
+    from prefect.logging.handlers import PrefectConsoleHandler
+
+    # Set up now rather than when the flow starts, so the handler exists to be filtered.
+    ensure_logging_setup()
+    for handler in logging.getLogger().handlers:
+        if isinstance(handler, PrefectConsoleHandler) and not any(
+                isinstance(f, _EngineFailures) for f in handler.filters):
+            handler.addFilter(_EngineFailures(Path(prefect.__file__).resolve().parent))
+
+
+# DuckDB appends the query with a caret under the culprit ("LINE 1: SELECT …" then "   ^^^"): it
+# needs the original line breaks to make sense, so the one-line error leaves it out (--debug shows it).
+_QUERY_EXCERPT = re.compile(r"^(LINE \d+:|\^+$)")
+# Lines that say how to fix the error rather than what it is: the hint.
+_HINT_LINE = re.compile(r"^(Candidate bindings|Did you mean)", re.IGNORECASE)
+
+
+def error_lines(exc: BaseException) -> tuple[str, str | None]:
+    """The one-line error and the optional hint for a user error.
+
+    A multi-line message (a recipe's list of problems, a DuckDB error) is joined with "; " so that
+    a script reading stderr gets one line per failure."""
+    # A backend's failure (LMError, a RuntimeError) is named: "LMTimeoutError: ..." says what broke.
+    message = f"{type(exc).__name__}: {exc}" if isinstance(exc, RuntimeError) else str(exc)
+    lines = [line.strip() for line in message.splitlines()]
+    kept = [line for line in lines if line and not _QUERY_EXCERPT.match(line)]
+    hints = [line for line in kept if _HINT_LINE.match(line)]
+    error = "; ".join(line for line in kept if line not in hints) or type(exc).__name__
+    return error, "; ".join(hints) or _hint_for(exc)
+
+
+def _hint_for(exc: BaseException) -> str | None:
+    # Looked up, not imported: an UnknownScorerError exists only if its module was loaded.
+    registry = sys.modules.get("thresher.scorers.registry")
+    if registry is not None and isinstance(exc, registry.UnknownScorerError):
+        return "`thresher scorers` lists every scorer with its parameters"
+    return None
+
+
+def fail_with(error: str, hint: str | None) -> NoReturn:
+    """`error: …` (and `hint: …`) on stderr, exit status 2."""
+    # soft_wrap keeps a long line whole; Text keeps brackets in messages from being read as markup.
+    err_console.print(Text("error: ", style="bold red") + Text(error), soft_wrap=True)
+    if hint:
+        err_console.print(Text("hint: ", style="bold") + Text(hint), soft_wrap=True)
+    raise typer.Exit(code=2)
+
+
 def run_flow(fn: Callable[..., T], *args: Any, **kwargs: Any) -> T:
     """Call `fn` with the stage progress bars shown; a user error ends the command with `error: …`."""
     from thresher.progress import show_progress
 
+    quiet_prefect_failures()
     try:
         with show_progress(console):
             return fn(*args, **kwargs)
     except user_errors() as exc:
-        # A backend's failure (LMError, a RuntimeError) is named: "LMTimeoutError: ..." says what broke.
-        fail(f"{type(exc).__name__}: {exc}" if isinstance(exc, RuntimeError) else str(exc))
-        raise  # unreachable: fail exits
+        if debug_enabled():
+            traceback.print_exc(file=sys.stderr)  # plain text: whole lines, greppable, whatever the width
+        fail_with(*error_lines(exc))

@@ -1,16 +1,16 @@
 """Export a selection as a Hugging Face dataset directory.
 
-    <run>/exports/<name>/data/train-00000-of-0000N.parquet   selected rows + score columns, by doc_id
+    <run>/exports/<name>/data/train-00000-of-0000N.parquet   selected rows + score columns, by rank or doc_id
     <run>/exports/<name>/README.md                           dataset card (see thresher.export.card)
     <run>/exports/<name>/recipe.yaml                         the selection recipe
     <run>/exports/<name>/selection.json                      the selection's metadata, copied
 
 The rows are the selection's doc_ids joined to the run's `<table>_scored` catalog view, streamed
-from DuckDB in record batches, sorted by doc_id, and cut into row groups and shards at boundaries
-that depend only on the rows themselves, so the same selection exports to byte-identical files
-and memory stays bounded by one row group. Everything is written into a temporary sibling
-directory that replaces the export only once complete: a killed export leaves the previous export
-(or nothing) in place, never a half-written one.
+from DuckDB in record batches in rank order for a ranked selection (else by doc_id), and cut into
+row groups and shards at boundaries that depend only on the rows themselves, so the same selection
+exports to byte-identical files and memory stays bounded by one row group. Everything is written
+into a temporary sibling directory that replaces the export only once complete: a killed export
+leaves the previous export (or nothing) in place, never a half-written one.
 """
 
 from __future__ import annotations
@@ -161,8 +161,10 @@ def _write_export(run: RunDir, manifest: dict, selection: dict, name: str, table
         wanted = _choose_columns(name, table, scored, base, present, settings.columns)
         # The selection's own weight/rank shadow any score column of the same name.
         select_list = ", ".join(f"s.{quote_ident(c)}" if c in present else f"t.{quote_ident(c)}" for c in wanted)
+        # A ranked selection is exported in rank order; any other by doc_id.
+        order = "s.rank, t.doc_id" if "rank" in present else "t.doc_id"
         query = (f"SELECT {select_list} FROM {quote_ident(view)} AS t "
-                 f"JOIN read_parquet($path) AS s ON t.doc_id = s.doc_id ORDER BY t.doc_id")
+                 f"JOIN read_parquet($path) AS s ON t.doc_id = s.doc_id ORDER BY {order}")
         reader = con.sql(query, params={"path": str(selected_path)}).to_arrow_reader(_FETCH_ROWS)
         export_columns = _export_columns(run, table, reader.schema, base, present)
         schema = pa.schema([pa.field(c.name, c.type, nullable=c.nullable) for c in export_columns])
@@ -308,7 +310,7 @@ def _statistics_columns(schema: pa.Schema) -> list[str]:
 
 
 class _ShardWriter:
-    """Cuts a doc_id-ordered stream of batches into row groups and Parquet shards.
+    """Cuts an ordered stream of batches into row groups and Parquet shards.
 
     A row group closes at `row_group_rows` rows or at ~`row_group_bytes` estimated bytes; a shard
     closes at `shard_rows` rows, or before a row group that would take the file past

@@ -144,6 +144,9 @@ def discover_shards(spec: InputSpec) -> list[Shard]:
     paths: set[str] = set()
     for pattern in spec.paths:
         matched = _expand(pattern)
+        if not matched and not _is_glob(pattern) and not os.path.exists(pattern):
+            # A literal path: its usual trouble is a typo, which the extension list below would hide.
+            raise InputError(f"no such file: {pattern}")
         if not matched:
             raise InputError(
                 f"{pattern}: matches no input file (globs and directories take only "
@@ -195,8 +198,12 @@ def _walk(directory: str) -> list[str]:
     return found
 
 
+def _is_glob(pattern: str) -> bool:
+    return any(char in pattern for char in "*?[")
+
+
 def _expand(pattern: str) -> list[str]:
-    if any(char in pattern for char in "*?["):
+    if _is_glob(pattern):
         found = []
         for match in glob.glob(pattern, recursive=True):
             if os.path.isdir(match):

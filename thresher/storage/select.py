@@ -62,10 +62,12 @@ def run_selection(run: RunDir, recipe: SelectionRecipe) -> dict:
         ]
 
         where = " AND ".join(predicates) or "TRUE"
-        if recipe.limit is not None:
+        if recipe.limit is not None or order_by:
+            # A ranked selection keeps its rank (1 = first by order_by, ties by doc_id) with or without a cap.
             ranking = f"{order_by}, doc_id" if order_by else "doc_id"
+            cap = f"WHERE rank <= {int(recipe.limit)}" if recipe.limit is not None else ""
             query = (f"SELECT doc_id, rank FROM (SELECT doc_id, row_number() OVER (ORDER BY {ranking}) AS rank "
-                     f"FROM {view} WHERE {where}) WHERE rank <= {int(recipe.limit)} ORDER BY doc_id")
+                     f"FROM {view} WHERE {where}) {cap} ORDER BY doc_id")
         else:
             query = f"SELECT doc_id, NULL::BIGINT AS rank FROM {view} WHERE {where} ORDER BY doc_id"
         out_dir = selection_dir(run, recipe.name)
