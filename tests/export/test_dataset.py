@@ -101,12 +101,14 @@ def test_instructions_export_keeps_conversations_typed(export_run, load_dataset)
     assert dataset.features["conversation"] == datasets.List(
         {"role": datasets.Value("string"), "content": datasets.Value("large_string")})
     assert dataset.features["rank"] == datasets.Value("int64")
-    for row, want in zip(dataset.to_list(), expected):
+    rows = dataset.to_list()
+    for row, want in zip(sorted(rows, key=lambda r: r["doc_id"]), expected):
         assert row["doc_id"] == want[0]
         assert (row["instruction"], row["input"], row["output"], row["text"]) == (want[1], want[2], want[3], want[5])
         assert row["conversation"] == want[4]
-    # chat was ranked by descending doc_id: rank follows the selection, not the export order
-    assert [r["rank"] for r in dataset.select_columns(["rank"]).to_list()] == list(range(len(expected), 0, -1))
+    # chat was ranked by descending doc_id, and the export follows the rank (issue 16)
+    assert [r["rank"] for r in rows] == list(range(1, len(expected) + 1))
+    assert [r["doc_id"] for r in rows] == sorted((r["doc_id"] for r in rows), reverse=True)
 
     # Chosen columns; meta_json stays a JSON string, never an untyped object.
     export_dir = export_selection(export_run, "chat", export_run / "chat-slim",

@@ -5,9 +5,7 @@ neither Prefect nor a model."""
 
 from __future__ import annotations
 
-import os
 import sys
-from typing import Annotated
 
 import typer
 
@@ -27,6 +25,7 @@ from thresher.cli import (
     serve,
     sql,
 )
+from thresher.cli.run import global_options
 
 app = typer.Typer(
     name="thresher",
@@ -41,25 +40,7 @@ app = typer.Typer(
 )
 
 
-def _print_version(value: bool) -> None:
-    if value:
-        import importlib.metadata
-
-        typer.echo(f"thresher {importlib.metadata.version('thresher')}")
-        raise typer.Exit()
-
-
-@app.callback()
-def _global_options(
-    debug: Annotated[bool, typer.Option(
-        "--debug", help="on an error, print its full traceback (also: THRESHER_DEBUG=1)")] = False,
-    version: Annotated[bool, typer.Option(
-        "--version", callback=_print_version, is_eager=True, help="print the version and exit")] = False,
-) -> None:
-    if debug:
-        from thresher.cli.run import DEBUG_ENV
-
-        os.environ[DEBUG_ENV] = "1"  # read by run_flow; an environment variable reaches child processes too
+app.callback()(global_options)
 
 
 for command in (ingest.ingest, score.score, curate.curate, dedup.dedup, select.select, sql.sql, serve.serve,

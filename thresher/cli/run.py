@@ -138,3 +138,23 @@ def run_flow(fn: Callable[..., T], *args: Any, **kwargs: Any) -> T:
         if debug_enabled():
             traceback.print_exc(file=sys.stderr)  # plain text: whole lines, greppable, whatever the width
         fail_with(*error_lines(exc))
+
+
+def print_version(value: bool) -> None:
+    if value:
+        import importlib.metadata
+
+        typer.echo(f"thresher {importlib.metadata.version('thresher')}")
+        raise typer.Exit()
+
+
+def global_options(
+    debug: Annotated[bool, typer.Option(
+        "--debug", help="on an error, print its full traceback (also: THRESHER_DEBUG=1)")] = False,
+    version: Annotated[bool, typer.Option(
+        "--version", callback=print_version, is_eager=True, help="print the version and exit")] = False,
+) -> None:
+    """Options before the command: `thresher --debug curate ...`, `thresher --version`."""
+    if debug:
+        os.environ[DEBUG_ENV] = "1"  # read by run_flow; an environment variable reaches child processes too
+
