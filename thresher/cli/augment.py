@@ -8,7 +8,7 @@ from typing import Annotated
 import typer
 
 from thresher.cli.console import console, fail, parse_key_values, print_rows
-from thresher.cli.run import LogLevel, prefect_logging, run_flow
+from thresher.cli.run import LogLevel, fail_on, prefect_logging, run_flow
 
 app = typer.Typer(
     name="augment",
@@ -40,7 +40,7 @@ def build_config(config_file: Path | None, overrides: dict):
     try:
         return AugmentConfig.model_validate(merged)
     except ValidationError as exc:
-        fail(str(exc))
+        fail_on(exc)
 
 
 def _print_summary(result: dict) -> None:

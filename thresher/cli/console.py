@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from typing import NoReturn
+
 import typer
 from rich.console import Console
 from rich.table import Table
@@ -11,10 +13,12 @@ console = Console()
 err_console = Console(stderr=True)
 
 
-def fail(message: str) -> None:
-    """Print `error: message` on stderr and exit with status 2."""
+def fail(message: str, hint: str | None = None) -> NoReturn:
+    """Print `error: message` (and `hint: …`) on stderr and exit with status 2."""
     # soft_wrap keeps paths whole; Text keeps brackets in messages from being read as markup.
     err_console.print(Text("error: ", style="bold red") + Text(message), soft_wrap=True)
+    if hint:
+        err_console.print(Text("hint: ", style="bold") + Text(hint), soft_wrap=True)
     raise typer.Exit(code=2)
 
 

@@ -11,7 +11,8 @@ from typing import Annotated
 
 import typer
 
-from thresher.cli.console import console, fail
+from thresher.cli.console import console
+from thresher.cli.run import fail_on
 
 RunDirArg = Annotated[Path, typer.Argument(help="a run directory (with catalog.duckdb)", show_default=False)]
 
@@ -31,7 +32,7 @@ def dashboard(
         with read_catalog(run_dir):
             pass
     except CatalogUnavailable as exc:
-        fail(str(exc))
+        fail_on(exc)
     console.print(f"dashboard of [bold]{run_dir}[/] on [bold]http://{host}:{port}/[/]  (Ctrl-C stops it)",
                   soft_wrap=True, highlight=False)
     serve(run_dir, host=host, port=port)
@@ -50,6 +51,6 @@ def report(
     try:
         path = write_report(run_dir, target)
     except CatalogUnavailable as exc:
-        fail(str(exc))
+        fail_on(exc)
     size = path.stat().st_size
     console.print(f"report: [bold]{path}[/] ({size / 2**20:.1f} MiB)", soft_wrap=True, highlight=False)

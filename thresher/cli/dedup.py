@@ -7,8 +7,7 @@ from typing import Annotated
 
 import typer
 
-from thresher.cli.console import fail
-from thresher.cli.run import LogLevel, prefect_logging, run_flow
+from thresher.cli.run import LogLevel, fail_on, prefect_logging, run_flow
 from thresher.cli.summaries import (
     print_dedup,
 )
@@ -50,5 +49,5 @@ def dedup(
     try:
         settings = DedupConfig.model_validate({**base.model_dump(), **overrides})
     except ValueError as exc:
-        fail(str(exc))
+        fail_on(exc)
     print_dedup(run_flow(dedup_flow, str(run_dir), settings))

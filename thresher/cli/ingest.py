@@ -7,8 +7,8 @@ from typing import Annotated
 
 import typer
 
-from thresher.cli.console import console, fail
-from thresher.cli.run import LogLevel, prefect_logging, run_flow
+from thresher.cli.console import console
+from thresher.cli.run import LogLevel, fail_on, prefect_logging, run_flow
 from thresher.cli.summaries import (
     print_ingest,
 )
@@ -42,7 +42,7 @@ def ingest(
         config = IngestConfig(max_doc_bytes=max_doc_bytes, batch_rows=batch_rows,
                               max_quarantine_share=max_quarantine_share, strict=strict)
     except ValidationError as exc:
-        fail(str(exc))
+        fail_on(exc)
     result = run_flow(ingest_flow, str(run_dir), [spec], config)
     print_ingest(result)
     console.print(f"run directory: [bold]{result['run_dir']}[/]")

@@ -13,7 +13,7 @@ from typing import Annotated
 import typer
 
 from thresher.cli.console import console, fail, print_rows
-from thresher.cli.run import LogLevel, prefect_logging, run_flow, user_errors
+from thresher.cli.run import LogLevel, fail_on, prefect_logging, run_flow, user_errors
 
 InputsArg = Annotated[
     list[str],
@@ -117,7 +117,7 @@ def train_kenlm(
                           sentencepiece_model=sentencepiece_model, backend=backend, binary=binary,
                           memory=memory, format=format, text_field=text_field)
     except user_errors() as exc:
-        fail(str(exc))
+        fail_on(exc)
     meta = json.loads((Path(out) / "kenlm_train.json").read_text(encoding="utf-8"))
     _table("KenLM model", [{
         "backend": meta["backend"], "order": meta["order"], "documents": meta["corpus"]["documents"],
@@ -168,7 +168,7 @@ def train_proxy(
                          text_field=text_field,
                          progress=lambda step, loss: progress.update(task, completed=step, loss=f"{loss:.3f}"))
     except user_errors() as exc:
-        fail(str(exc))
+        fail_on(exc)
     import json
 
     meta = json.loads((path / "thresher_proxy.json").read_text(encoding="utf-8"))

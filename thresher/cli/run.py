@@ -20,9 +20,8 @@ from pathlib import Path
 from typing import Annotated, Any, NoReturn, TypeVar
 
 import typer
-from rich.text import Text
 
-from thresher.cli.console import console, err_console
+from thresher.cli.console import console, fail
 
 T = TypeVar("T")
 
@@ -119,11 +118,12 @@ def _hint_for(exc: BaseException) -> str | None:
 
 def fail_with(error: str, hint: str | None) -> NoReturn:
     """`error: …` (and `hint: …`) on stderr, exit status 2."""
-    # soft_wrap keeps a long line whole; Text keeps brackets in messages from being read as markup.
-    err_console.print(Text("error: ", style="bold red") + Text(error), soft_wrap=True)
-    if hint:
-        err_console.print(Text("hint: ", style="bold") + Text(hint), soft_wrap=True)
-    raise typer.Exit(code=2)
+    fail(error, hint)
+
+
+def fail_on(exc: BaseException) -> NoReturn:
+    """A user error caught outside `run_flow` (a pydantic or DuckDB error), as one line and a hint."""
+    fail(*error_lines(exc))
 
 
 def run_flow(fn: Callable[..., T], *args: Any, **kwargs: Any) -> T:

@@ -10,6 +10,7 @@ from typing import Annotated
 import typer
 
 from thresher.cli.console import console, fail
+from thresher.cli.run import fail_on
 from thresher.cli.sql_shell import TABLE_ROWS, OutputFormat
 
 RunDirArg = Annotated[Path, typer.Argument(help="run directory (created if absent)")]
@@ -44,7 +45,7 @@ def sql(
     try:
         con = open_catalog(RunDir(run_dir))
     except FileNotFoundError as exc:
-        fail(str(exc))
+        fail_on(exc)
     import duckdb
 
     with con:
@@ -62,6 +63,6 @@ def sql(
             os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
             raise typer.Exit(code=1) from None
         except (duckdb.Error, ValueError) as exc:
-            fail(str(exc))
+            fail_on(exc)
         except OSError as exc:
             fail(f"--out {out}: {exc.strerror or exc}")
