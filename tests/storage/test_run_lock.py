@@ -39,6 +39,7 @@ def test_a_second_writer_gets_a_clear_error_naming_the_holder(run, holder):  # n
             pass
 
 
+@pytest.mark.usefixtures("prefect_for_cli")  # Prefect's logging must not bind to CliRunner's stream
 def test_a_second_writer_command_fails_before_any_work(run, holder):  # noqa: F811
     before = sorted(p.name for p in (run.root / "scores").iterdir())
     result = CliRunner().invoke(app, ["score", str(run.root), "--scorer", "gopher"])

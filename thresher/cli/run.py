@@ -116,11 +116,6 @@ def _hint_for(exc: BaseException) -> str | None:
     return None
 
 
-def fail_with(error: str, hint: str | None) -> NoReturn:
-    """`error: …` (and `hint: …`) on stderr, exit status 2."""
-    fail(error, hint)
-
-
 def fail_on(exc: BaseException) -> NoReturn:
     """A user error caught outside `run_flow` (a pydantic or DuckDB error), as one line and a hint."""
     fail(*error_lines(exc))
@@ -137,7 +132,7 @@ def run_flow(fn: Callable[..., T], *args: Any, **kwargs: Any) -> T:
     except user_errors() as exc:
         if debug_enabled():
             traceback.print_exc(file=sys.stderr)  # plain text: whole lines, greppable, whatever the width
-        fail_with(*error_lines(exc))
+        fail_on(exc)
 
 
 def print_version(value: bool) -> None:

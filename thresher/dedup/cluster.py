@@ -33,10 +33,7 @@ from pathlib import Path
 import duckdb
 
 from thresher.dedup.lsh import band_column
-
-
-def sql_str(value: str) -> str:
-    return "'" + value.replace("'", "''") + "'"
+from thresher.storage.sql import sql_string as sql_str
 
 
 def sql_file_list(paths: Sequence[Path | str]) -> str:
