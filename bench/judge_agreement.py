@@ -22,6 +22,7 @@ import json
 import os
 import sys
 import tempfile
+from dataclasses import replace
 from pathlib import Path
 
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
@@ -29,9 +30,10 @@ os.environ.setdefault("TRANSFORMERS_VERBOSITY", "error")
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 
-from thresher.judges.agreement import AgreementConfig, evaluate, format_table, load_pairs  # noqa: E402
+from thresher.judges.agreement import AgreementConfig, evaluate, format_table, load_pairs, select  # noqa: E402
+from thresher.judges.preference_fit import composite_result, fit_bradley_terry  # noqa: E402
 
-PAIRS = REPO / "tests" / "data" / "preferences" / "dpo_en.jsonl"
+PAIR_SETS = {name: REPO / "tests" / "data" / "preferences" / f"{name}.jsonl" for name in ("dpo_en", "oasst2_en")}
 SHARED = Path(os.environ.get("THRESHER_SHARED_DATA", REPO.parent / "shared" / "data"))
 ALPACA = SHARED / "alpaca_sample.json"
 if not ALPACA.exists():
@@ -60,12 +62,26 @@ def parse_configs(spec: str, model_params: dict, cache_dir: str) -> list[Agreeme
     return configs
 
 
+def parse_composite(spec: str, configs: list[AgreementConfig]) -> tuple[str, list[str]]:
+    name, _, members = spec.partition("=")
+    names = [m for m in members.split("+") if m]
+    unknown = sorted(set(names) - {c.name for c in configs})
+    if not name or not names or unknown:
+        raise SystemExit(f"--composite {spec!r}: want NAME=A+B with A, B among --config ({unknown or 'empty'})")
+    return name, names
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--config", default="length,alpagasus,askllm,pairwise",
                         help=f"comma-separated presets ({', '.join(PRESETS)}) or one JSON AgreementConfig")
+    parser.add_argument("--pairs", default="dpo_en",
+                        help=f"a shipped set ({', '.join(PAIR_SETS)}) or a pairs .jsonl (thresher.judges.agreement)")
     parser.add_argument("--subsets", default="heldout,heldout_matched",
                         help="all, tune, heldout, each optionally with _matched (length-matched pairs)")
+    parser.add_argument("--composite", action="append", default=[], metavar="NAME=A+B+...",
+                        help="a Bradley-Terry composite of configurations (thresher.judges.preference_fit), "
+                             "fitted on the tune split and reported on the others; repeatable")
     parser.add_argument("--limit", type=int, default=None, help="at most the first N pairs of each subset")
     parser.add_argument("--degraded", type=int, default=12, help="real Alpaca answers (+ as many degraded); 0: skip")
     parser.add_argument("--model", default="qwen2.5-coder-0.5b-instruct")
@@ -86,21 +102,33 @@ def main() -> None:
     cache_dir = args.cache_dir or tempfile.mkdtemp(prefix="judge_agreement_")
     configs = [c.model_copy(update={"context_chars": args.context_chars}) if c.kind != "length" else c
                for c in parse_configs(args.config, model_params, cache_dir)]
-    pairs = load_pairs(PAIRS)
+    pairs_path = PAIR_SETS.get(args.pairs, Path(args.pairs))
+    pairs = load_pairs(pairs_path)
     records = json.loads(ALPACA.read_text())
     subsets = args.subsets.split(",")
-    print(f"{len(pairs)} pairs from {PAIRS.name}; subsets {subsets}, limit {args.limit}; degraded n={args.degraded}; "
-          f"model {args.model}; torch threads {args.threads}; cache {cache_dir}", flush=True)
+    composites = [parse_composite(spec, configs) for spec in args.composite]
+    judged_subsets = subsets if not composites or "tune" in subsets else [*subsets, "tune"]
+    print(f"{len(pairs)} pairs from {pairs_path.name}; subsets {subsets}, limit {args.limit}; "
+          f"degraded n={args.degraded}; model {args.model}; torch threads {args.threads}; "
+          f"cache {cache_dir}", flush=True)
     if any(c.kind != "length" for c in configs):  # load the weights before any clock starts
         from thresher.llm import BackendSpec, get_backend
 
         _ = get_backend(BackendSpec("transformers", args.model, model_params["backend_options"])).model
     results = []
     for config in configs:
-        result = evaluate(config, pairs, subsets, limit=args.limit, degraded_records=records,
+        result = evaluate(config, pairs, judged_subsets, limit=args.limit, degraded_records=records,
                           degraded_n=args.degraded if config.kind != "length" else 0)
         results.append(result)
         print(format_table([result]).splitlines()[-1], flush=True)
+    by_name = {c.name: (c, r) for c, r in zip(configs, results)}
+    for name, members in composites:
+        fit = fit_bradley_terry([by_name[m][1] for m in members], [by_name[m][0] for m in members],
+                                select(pairs, "tune")[:args.limit])
+        results.append(composite_result(name, fit, [by_name[m][1] for m in members], pairs, judged_subsets, args.limit))
+        print(f"{name}: {fit.describe()}")
+    # The composites were fitted on tune: show only the subsets asked for (tune, if asked, is in-sample).
+    results = [replace(r, sets=tuple(s for s in r.sets if s.subset in subsets)) for r in results]
     print()
     print(format_table(results))
     if args.json:

@@ -26,7 +26,7 @@ def test_unknown_key_error_names_the_key_and_the_file(tmp_path):
 
 def test_bad_value_and_bad_yaml_are_config_errors(tmp_path):
     bad_value = tmp_path / "bad.yaml"
-    bad_value.write_text("name: web\nrun_dir: r\ninputs:\n  - paths: [a]\n    format: csv\n")
+    bad_value.write_text("name: web\nrun_dir: r\ninputs:\n  - paths: [a]\n    format: xlsx\n")
     with pytest.raises(ConfigError, match="inputs.0.format"):
         load_recipe(bad_value)
     not_yaml = tmp_path / "broken.yaml"

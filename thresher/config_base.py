@@ -13,7 +13,7 @@ import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
 
 InputFormat = Literal[
-    "auto", "c4", "fineweb", "refinedweb", "jsonl", "parquet", "alpaca", "sharegpt"
+    "auto", "c4", "fineweb", "refinedweb", "jsonl", "parquet", "csv", "tsv", "arrow", "text", "alpaca", "sharegpt"
 ]
 
 
@@ -57,6 +57,9 @@ class InputSpec(StrictModel):
         "auto", description="reader preset; 'auto' decides from the file name and columns"
     )
     text_field: str | None = Field(None, description="text column (jsonl/parquet); preset default")
+    text_mode: Literal["file", "lines"] = Field(
+        "file", description="plain-text files: one document per file, or one per non-blank line"
+    )
     url_field: str | None = None
     timestamp_field: str | None = None
 

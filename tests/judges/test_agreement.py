@@ -11,6 +11,7 @@ from thresher.judges.agreement import (
     PreferencePair,
     assign_splits,
     conversation_tail,
+    convert_oasst_trees,
     convert_sharegpt_pairs,
     evaluate,
     format_table,
@@ -112,3 +113,36 @@ def test_config_rejects_unknown_fields():
     assert isinstance(PreferencePair.from_json({"id": "a", "split": "tune", "chosen": "c", "rejected": "r",
                                                 "conversation": [{"role": "user", "content": "q"}]}),
                       PreferencePair)
+
+
+def test_shipped_oasst_pairs_are_whole_and_split_as_recorded(sample_data):
+    """114 English pairs (human best vs worst ranked reply) from OpenAssistant oasst2 trees
+    (tests/data/README.md); people preferred the longer reply in 79 of them."""
+    pairs = load_pairs(sample_data / "preferences" / "oasst2_en.jsonl")
+    assert len(pairs) == 114 and len({p.id for p in pairs}) == 114
+    for p in pairs:
+        assert p.id == pair_id(p.conversation, p.chosen, p.rejected) and p.conversation[-1][0] == "user"
+    assert assign_splits([p.id for p in pairs]) == {p.id: p.split for p in pairs}
+    assert len(select(pairs, "tune")) == 57 and sum(length_outcomes(pairs)) == 79
+    assert any(len(p.conversation) > 1 for p in pairs)  # follow-up turns keep their history
+
+
+def _message(role: str, text: str, rank: int | None = None, lang: str = "en", replies=(), deleted=False) -> dict:
+    return {"role": role, "text": text, "rank": rank, "lang": lang, "replies": list(replies), "deleted": deleted}
+
+
+def test_oasst_conversion_takes_best_against_worst_at_every_ranked_turn():
+    follow_up = _message("prompter", "And in French?", replies=[
+        _message("assistant", "Rouge.", rank=0), _message("assistant", "Red.", rank=1)])
+    tree = {"prompt": _message("prompter", "Name a colour.", replies=[
+        _message("assistant", "Red.", rank=0, replies=[follow_up]),
+        _message("assistant", "Blue, I think.", rank=1),
+        _message("assistant", "Bananas.", rank=2),
+        _message("assistant", "Gone.", rank=None, deleted=True)])}
+    spanish = {"prompt": _message("prompter", "Un color.", lang="es", replies=[
+        _message("assistant", "Rojo.", rank=0), _message("assistant", "Azul.", rank=1)])}
+    pairs, info = convert_oasst_trees([tree, tree, spanish, {"prompt": "not a message"}])
+    assert [(p.conversation, p.chosen, p.rejected) for p in pairs] == [
+        ((("user", "Name a colour."),), "Red.", "Bananas."),
+        ((("user", "Name a colour."), ("assistant", "Red."), ("user", "And in French?")), "Rouge.", "Red.")]
+    assert info["rejected"] == {"duplicate": 2, "malformed": 1} and info["kept"] == 2

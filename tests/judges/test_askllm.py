@@ -79,7 +79,12 @@ def test_hardened_prompt_delimits_and_defuses_judged_text(fake_lm):
     assert "<|im_start|>" not in user and "‹|im_start|›" in user
     assert "<<<RESPONSE id=" in user and user.rstrip().endswith("Answer yes or no.")
     [judged] = judge.judge_rows([{**ROW, "output": attack}])
-    assert judged.injection == "control_token"
+    assert judged.injection == "control_token" and judged.score == 0.0  # floored: the bottom of P(yes)
+    [kept] = build_judge("askllm", backend="fake", model="askllm-prompt", on_injection="flag").judge_rows(
+        [{**ROW, "output": attack}])
+    assert kept.injection == "control_token" and 0.0 < kept.score < 1.0  # the model's own P(yes)
+    with pytest.raises(ValueError, match="on_injection"):
+        build_judge("askllm", backend="fake", model="askllm-prompt", on_injection="zero")
     plain = build_judge("askllm", backend="fake", model="askllm-prompt", prompt_version=1)
     assert not plain.template.hardened and "<|im_start|>" in plain.render({**ROW, "output": attack})[0][-1]["content"]
 

@@ -395,8 +395,6 @@ def unreadable_files(tmp_path: Path) -> list[tuple[Path, str, str, str]]:
     not_an_array = tmp_path / "scalar.json"
     not_an_array.write_text('"just a string"')
     junk = write_lines(tmp_path / "junk.jsonl", [b"not json", b"[1, 2]", b"42"])
-    text = tmp_path / "notes.txt"
-    text.write_text("plain text\n")
     return [
         (not_parquet, "auto", "unreadable_file", "not a valid Parquet file"),
         (not_parquet, "parquet", "unreadable_file", "not a valid Parquet file"),
@@ -409,7 +407,6 @@ def unreadable_files(tmp_path: Path) -> list[tuple[Path, str, str, str]]:
         (not_an_array, "alpaca", "unknown_format", "neither a JSON array nor JSON lines"),
         (not_an_array, "auto", "unknown_format", "neither a JSON array nor JSON lines"),
         (junk, "auto", "unknown_format", "no JSON object in the first 3 lines"),
-        (text, "auto", "unknown_format", "neither a JSON array nor JSON lines"),
     ]
 
 

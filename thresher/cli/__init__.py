@@ -24,6 +24,7 @@ from thresher.cli import (
     select,
     serve,
     sql,
+    validate,
 )
 from thresher.cli.run import global_options
 
@@ -45,7 +46,7 @@ app.callback()(global_options)
 
 for command in (ingest.ingest, score.score, curate.curate, dedup.dedup, select.select, sql.sql, serve.serve,
                 score.scorers, curate.demo, export.export, perplexity.perplexity, dashboards.dashboard,
-                dashboards.report):
+                dashboards.report, validate.validate):
     app.command()(command)
 app.command("train-kenlm")(perplexity.train_kenlm)
 app.command("train-proxy")(perplexity.train_proxy)

@@ -21,12 +21,15 @@ def curate(
     recipe: Annotated[Path, typer.Argument(help="recipe YAML: name, run_dir, inputs, ingest, scorers, seed")],
     log_level: LogLevel = "WARNING",
 ) -> None:
-    """Run the end-to-end curate flow (ingest, score, catalog) described by RECIPE."""
+    """Run the end-to-end curate flow (ingest, score, catalog) described by RECIPE. The recipe is
+    checked first as `thresher validate` does: every problem is listed before any work starts."""
     prefect_logging(log_level)
+    from thresher.cli.validate import check_recipe, fail_on_problems
     from thresher.config import load_recipe
     from thresher.flows.curate import curate_flow
 
     started = time.perf_counter()
+    fail_on_problems(recipe, check_recipe(recipe, [])[0])
     loaded = run_flow(load_recipe, recipe)
     result = run_flow(curate_flow, loaded)
     print_curation(result)

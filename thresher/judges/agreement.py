@@ -24,7 +24,7 @@ import json
 import math
 import time
 from collections.abc import Iterable, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Literal
 
@@ -115,6 +115,52 @@ def convert_sharegpt_pairs(records: Sequence[dict], seed: int = SPLIT_SEED) -> t
     splits = assign_splits([k[0] for k in kept], seed)
     pairs = [PreferencePair(pid, turns, c, r, splits[pid]) for pid, turns, c, r in kept]
     return pairs, {"records": len(records), "kept": len(pairs), "rejected": problems, "seed": seed}
+
+
+def convert_oasst_trees(trees: Sequence[dict], lang: str = "en",
+                        seed: int = SPLIT_SEED) -> tuple[list[PreferencePair], dict]:
+    """OpenAssistant message trees (oasst1/oasst2 `*.trees.jsonl`: `{"prompt": message}`, each message
+    with `role`, `text`, `lang`, `rank` and `replies`) as pairs: at every prompter turn in `lang` with
+    at least two ranked, undeleted assistant replies, the reply people ranked best (rank 0) against
+    the one they ranked worst, the conversation being the path from the tree's root. Ties in rank,
+    empty or equal replies are counted, not kept."""
+    kept: list[tuple[str, tuple, str, str]] = []
+    problems: dict[str, int] = {}
+    seen: set[str] = set()
+
+    def note(reason: str) -> None:
+        problems[reason] = problems.get(reason, 0) + 1
+
+    def walk(message: dict, history: tuple) -> None:
+        role = "user" if message.get("role") == "prompter" else "assistant"
+        turns = (*history, (role, message.get("text") or ""))
+        replies = [r for r in message.get("replies") or [] if not r.get("deleted")]
+        ranked = sorted((r for r in replies if r.get("role") == "assistant" and r.get("rank") is not None),
+                        key=lambda r: r["rank"])
+        if role == "user" and message.get("lang") == lang and len(ranked) >= 2:
+            best, worst = ranked[0], ranked[-1]
+            chosen, rejected = best.get("text") or "", worst.get("text") or ""
+            pid = pair_id(turns, chosen, rejected)
+            if best["rank"] == worst["rank"]:
+                note("tied_rank")
+            elif not chosen.strip() or not rejected.strip() or chosen == rejected:
+                note("empty_or_equal_replies")
+            elif pid in seen:
+                note("duplicate")
+            else:
+                seen.add(pid)
+                kept.append((pid, turns, chosen, rejected))
+        for reply in replies:
+            walk(reply, turns)
+
+    for tree in trees:
+        if not isinstance(tree, dict) or not isinstance(tree.get("prompt"), dict):
+            note("malformed")
+            continue
+        walk(tree["prompt"], ())
+    splits = assign_splits([k[0] for k in kept], seed)
+    pairs = [PreferencePair(pid, turns, c, r, splits[pid]) for pid, turns, c, r in kept]
+    return pairs, {"trees": len(trees), "kept": len(pairs), "rejected": problems, "seed": seed, "lang": lang}
 
 
 def write_pairs(pairs: Iterable[PreferencePair], path: str | Path) -> None:
@@ -222,8 +268,9 @@ def set_result(subset: str, pairs: Sequence[PreferencePair], outcomes: dict[str,
 
 
 def judge_pairs_pointwise(judge, pairs: Sequence[PreferencePair],
-                          context_chars: int) -> tuple[dict[str, float], set[str], int]:
-    """(outcome by pair id, ids with a missing score, judgments made) for a pointwise judge."""
+                          context_chars: int) -> tuple[dict[str, PairScores], set[str], int]:
+    """((chosen, rejected) scores by pair id, ids with a missing score, judgments made) for a
+    pointwise judge."""
     rows = []
     for p in pairs:
         instruction = conversation_tail(p.conversation, context_chars)
@@ -231,9 +278,8 @@ def judge_pairs_pointwise(judge, pairs: Sequence[PreferencePair],
                  {"instruction": instruction, "input": "", "output": p.rejected}]
     judged = judge.judge_rows(rows)
     scores = [j.score for j in judged]
-    outcomes = pair_outcomes(scores[0::2], scores[1::2])
     missing = {p.id for k, p in enumerate(pairs) if scores[2 * k] is None or scores[2 * k + 1] is None}
-    return {p.id: o for p, o in zip(pairs, outcomes)}, missing, len(rows)
+    return {p.id: (scores[2 * k], scores[2 * k + 1]) for k, p in enumerate(pairs)}, missing, len(rows)
 
 
 def degraded_auc(judge, records: Sequence[dict], n: int, seed: int = 1) -> tuple[float, float, int]:
@@ -247,6 +293,11 @@ def degraded_auc(judge, records: Sequence[dict], n: int, seed: int = 1) -> tuple
     return roc_auc(scores, labels), roc_auc([float(len(r.output)) for r in rows], labels), len(rows)
 
 
+# A pair's two scores, (chosen, rejected); None where the judge gave no score. Pairwise judges give
+# (P(chosen preferred), 1 - that), so every configuration's scores combine the same way.
+PairScores = tuple[float | None, float | None]
+
+
 @dataclass(frozen=True)
 class ConfigResult:
     config: str
@@ -255,6 +306,7 @@ class ConfigResult:
     degraded_length_auc: float | None
     judgments: int  # model rows (pointwise: replies; pairwise: prompts, two per pair)
     seconds: float
+    scores: dict[str, PairScores] = field(default_factory=dict, compare=False, repr=False)
 
     @property
     def rows_per_s(self) -> float:
@@ -277,14 +329,15 @@ def evaluate(config: AgreementConfig, pairs: Sequence[PreferencePair], subsets: 
     auc = length_auc = None
     started = time.perf_counter()
     judgments = 0
+    scores: dict[str, PairScores] = {}
     if config.kind == "length":
-        outcomes = dict(zip([p.id for p in todo], length_outcomes(todo)))
+        scores = {p.id: (float(len(p.chosen)), float(len(p.rejected))) for p in todo}
         missing: set[str] = set()
     elif config.kind == "pointwise":
         from thresher.judges.judges import build_judge
 
         judge = build_judge(config.judge or "", **config.params)
-        outcomes, missing, judgments = judge_pairs_pointwise(judge, todo, config.context_chars)
+        scores, missing, judgments = judge_pairs_pointwise(judge, todo, config.context_chars)
         if degraded_n and degraded_records is not None:
             auc, length_auc, n_rows = degraded_auc(judge, degraded_records, degraded_n)
             judgments += n_rows
@@ -294,17 +347,19 @@ def evaluate(config: AgreementConfig, pairs: Sequence[PreferencePair], subsets: 
         pj = PairwiseJudge(**config.params)
         rows = [(conversation_tail(p.conversation, config.context_chars), p.chosen, p.rejected) for p in todo]
         verdicts = pj.compare(rows)
-        outcomes, missing, extra = {}, set(), {}
+        missing, extra = set(), {}
         for p, v in zip(todo, verdicts):
-            outcomes[p.id] = v.outcome
+            scores[p.id] = (v.outcome, 1.0 - v.outcome)
             extra[p.id] = (v.first_position_share, float(v.order_flip))
         judgments = 2 * len(rows)
         if degraded_n and degraded_records is not None:
             auc, length_auc, n_rows = degraded_pair_agreement(pj, degraded_records, degraded_n)
             judgments += n_rows
     seconds = time.perf_counter() - started
+    ids = list(scores)
+    outcomes = dict(zip(ids, pair_outcomes([scores[i][0] for i in ids], [scores[i][1] for i in ids])))
     sets = tuple(set_result(s, chosen[s], outcomes, missing, extra) for s in subsets)
-    return ConfigResult(config.name, sets, auc, length_auc, judgments, seconds)
+    return ConfigResult(config.name, sets, auc, length_auc, judgments, seconds, scores)
 
 
 def format_table(results: Sequence[ConfigResult]) -> str:

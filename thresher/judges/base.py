@@ -16,6 +16,9 @@ distribution as JSON; generate mode: the reply), `<stem>_parse_error` (null, or 
 `thresher.judges.scoring.ParseError` reason), `<stem>_truncated` (an input field was cut to the
 token budget), `<stem>_mass` (expected mode only), `<stem>_injection` (null, or the kind of
 prompt-injection pattern found in the judged text: `thresher.judges.detect.detect_injection`).
+A flagged row scores the bottom of the judge's scale (`on_injection="floor"`, the default: no small
+judge resists an injection reliably, and text that tries to steer its grader is not training data
+anyway); `on_injection="flag"` keeps the model's score and leaves the decision to the recipe.
 
 Version = "<code version>.<prompt version>": a new prompt version is a new sidecar directory and a
 new cache key. Judgments are cached in `cache_dir` (the judge flow sets `<run>/judge_cache`) by
@@ -123,6 +126,8 @@ class LLMJudge(ScorerBase):
     # pick the same rows); the others get a null score with parse_error "not_sampled".
     sample_fraction: float = 1.0
     sample_seed: int = 0
+    on_injection: Literal["floor", "flag"] = "floor"
+
 
     def __post_init__(self) -> None:
         if self.mode not in MODES:
@@ -131,6 +136,8 @@ class LLMJudge(ScorerBase):
             raise ValueError("max_input_tokens, max_instruction_tokens and batch_size must be positive")
         if not 0.0 < self.sample_fraction <= 1.0:
             raise ValueError(f"sample_fraction must be in (0, 1], got {self.sample_fraction}")
+        if self.on_injection not in ("floor", "flag"):
+            raise ValueError(f"on_injection must be 'floor' or 'flag', got {self.on_injection!r}")
         if self.prompt_version is None:
             object.__setattr__(self, "prompt_version", latest_version(self.task))
         object.__setattr__(self, "backend_options", dict(self.backend_options))
@@ -271,7 +278,7 @@ class LLMJudge(ScorerBase):
             lambda key, i, judgment: (key, model_id, str(self.prompt_version), hashes[i], judgment.to_result()))
         for i in todo:
             judgment = Judgment.from_result(results[i], cached=True) if keys[i] in hits else results[i]
-            out[i] = dataclasses.replace(judgment, injection=detect_injection(fields[i]))  # type: ignore[arg-type]
+            out[i] = self._screened(judgment, fields[i])  # type: ignore[arg-type]
         done = [j for j in out if j is not None]
         counts = {
             "rows": len(rows),
@@ -286,6 +293,17 @@ class LLMJudge(ScorerBase):
         if stats is not None:
             stats.update(counts)
         return out  # type: ignore[return-value]
+
+    def _screened(self, judgment: Judgment, fields: dict[str, str]) -> Judgment:
+        """The judgment with the injection pattern found in its input, floored when the judged text
+        (the response, the web extract) holds one (after the cache: the model's judgment is cached
+        as it was, the screen is a regex)."""
+        found = detect_injection(fields)
+        judged = self.template.fields[-1]  # an instruction may ask for a rating; the judged text may not
+        if (found and self.on_injection == "floor" and judgment.score is not None
+                and detect_injection({judged: fields.get(judged, "")})):
+            return dataclasses.replace(judgment, injection=found, score=self.score_range[0])
+        return dataclasses.replace(judgment, injection=found)
 
     def score(self, batch: pa.RecordBatch, stats: Counter | None = None) -> pa.RecordBatch:
         require_input_columns(self, batch.schema.names, "the batch")

@@ -104,12 +104,13 @@ def measure_injection(
     min_gain: float = 0.1,
 ) -> list[InjectionResult]:
     """Judge clean and attacked copies of `rows` under each prompt version (default: the newest
-    unhardened and the newest); see the module doc."""
+    unhardened and the newest); see the module doc. The model's own scores are compared
+    (`on_injection="flag"`); `n_gained_unflagged` is what gets past a flooring judge."""
     if versions is None:
         versions = sorted({unhardened_version(judge.task), latest_version(judge.task)})
     results = []
     for version in versions:
-        j = dataclasses.replace(judge, prompt_version=version)
+        j = dataclasses.replace(judge, prompt_version=version, on_injection="flag")
         batch = [dict(r) for r in rows]
         for kind in attacks:
             batch += [inject(r, kind, j) for r in rows]

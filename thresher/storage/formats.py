@@ -1,9 +1,12 @@
 """Where the input shards are and what they hold: discovery, content fingerprints, containers and
 compression, format sniffing, and what a file that cannot be read at all is quarantined for.
 
-Containers are decided by the file: `.parquet` is Parquet, `.jsonl*` is JSON lines, and any other
-file is a JSON array if its first non-blank byte is `[` and JSON lines if it is `{`. The format
-(c4, fineweb, ...) only names the fields to read, so every preset works in every container.
+Containers are decided by the file: `.parquet` is Parquet, `.csv*`/`.tsv*` CSV/TSV, `.arrow`,
+`.feather` and `.ipc` Arrow IPC, `.jsonl*` JSON lines, `.txt*` plain text (when the format is
+auto: a `.txt` file named with a JSON preset keeps being read as JSON), and any other file is a
+JSON array if its first non-blank byte is `[` and JSON lines if it is `{`. The format (c4,
+fineweb, ...) only names the fields to read, so every preset works in every container; for
+tabular files, auto decides it from the column names.
 
 Planning never fails on one file: a file that cannot be fingerprinted or whose format cannot be
 decided still becomes a Shard, carrying the `problem` that its reader turns into one quarantine row.
@@ -31,6 +34,10 @@ import zstandard
 from thresher.config_base import InputSpec
 from thresher.schema import QuarantineReason
 
+TEXT_EXTENSIONS = (".txt", ".txt.gz", ".txt.zst")
+CSV_EXTENSIONS = (".csv", ".csv.gz", ".csv.zst", ".csv.bz2")
+TSV_EXTENSIONS = (".tsv", ".tsv.gz", ".tsv.zst", ".tsv.bz2")
+ARROW_EXTENSIONS = (".arrow", ".feather", ".ipc")
 KNOWN_EXTENSIONS = (
     ".jsonl",
     ".json",
@@ -39,7 +46,15 @@ KNOWN_EXTENSIONS = (
     ".jsonl.zst",
     ".json.zst",
     ".parquet",
+    *TEXT_EXTENSIONS,
+    *CSV_EXTENSIONS,
+    *TSV_EXTENSIONS,
+    *ARROW_EXTENSIONS,
 )
+# Containers whose rows are columns of Arrow record batches (thresher.storage.readers_tabular).
+TABULAR_CONTAINERS = frozenset({"parquet", "csv", "tsv", "arrow"})
+# The preset of a plain-text file: it has no fields, its content is the text.
+TEXT_FORMAT = "text"
 INSTRUCTION_FORMATS = frozenset({"alpaca", "sharegpt"})
 # The format of a shard planned with format "auto" whose format could not be decided.
 UNKNOWN_FORMAT = "unknown"
@@ -230,10 +245,15 @@ def _safe_stem(path: str) -> str:
 # Containers and format sniffing
 
 
-def container(path: str) -> str:
-    """'parquet', 'array' or 'lines'."""
+def container(path: str, fmt: str = "auto") -> str:
+    """'parquet', 'csv', 'tsv', 'arrow', 'text', 'array' or 'lines' for a file read with preset `fmt`."""
     if path.endswith(".parquet"):
         return "parquet"
+    for kind, extensions in (("csv", CSV_EXTENSIONS), ("tsv", TSV_EXTENSIONS), ("arrow", ARROW_EXTENSIONS)):
+        if path.endswith(extensions):
+            return kind
+    if fmt == TEXT_FORMAT or (fmt == "auto" and path.endswith(TEXT_EXTENSIONS)):
+        return "text"
     if path.endswith((".jsonl", ".jsonl.gz", ".jsonl.zst")):
         return "lines"
     with open_decompressed(path) as stream:
@@ -260,13 +280,10 @@ def _first_nonblank_byte(path: str, stream: BinaryIO) -> bytes:
 
 def detect_format(path: str) -> str:
     kind = container(path)
-    if kind == "parquet":
-        names = set(open_parquet(path).schema_arrow.names)
-        if "content" in names and "text" not in names:
-            return "refinedweb"
-        if {"text", "id", "dump"} <= names:
-            return "fineweb"
-        return "parquet"
+    if kind == "text":
+        return TEXT_FORMAT
+    if kind in TABULAR_CONTAINERS:
+        return _format_from_columns(kind, set(_column_names(path, kind)))
     first = _first_array_item(path) if kind == "array" else _first_object_line(path)
     if first is None:
         return "jsonl"  # empty: every line preset reads it as zero rows
@@ -277,6 +294,30 @@ def detect_format(path: str) -> str:
     if {"text", "url", "timestamp"} <= first.keys():
         return "c4"
     return "jsonl"
+
+
+def _column_names(path: str, kind: str) -> list[str]:
+    if kind == "parquet":
+        return open_parquet(path).schema_arrow.names
+    from thresher.storage.readers_tabular import open_columnar
+
+    # The schema only: CSV reads its first block, Arrow its schema message.
+    return open_columnar(path, kind, batch_rows=1, block_bytes=1 << 20).schema.names
+
+
+def _format_from_columns(kind: str, names: set[str]) -> str:
+    if "content" in names and "text" not in names:
+        return "refinedweb"
+    if {"text", "id", "dump"} <= names:
+        return "fineweb"
+    if kind != "parquet":  # Parquet files of these shapes are named by hand, as before
+        if "conversations" in names:
+            return "sharegpt"
+        if {"instruction", "output"} <= names:
+            return "alpaca"
+        if {"text", "url", "timestamp"} <= names:
+            return "c4"
+    return kind
 
 
 def _first_array_item(path: str) -> dict | None:

@@ -3,8 +3,10 @@
 Every input record ends up in exactly one place: a row of `ReadBatch.records` or a row of
 `ReadBatch.quarantine` (which may stand for several input rows, see QUARANTINE_SCHEMA), so that
 `rows_in == records.num_rows + sum(quarantine.n_rows)` holds for every batch and the counts of a
-shard reconcile. Nothing reads a whole file into memory: JSON lines are read one bounded line at a
-time, JSON arrays through ijson, Parquet one record batch at a time.
+shard reconcile. Nothing reads a whole file into memory: JSON lines and text lines are read one
+bounded line at a time, JSON arrays through ijson, Parquet, CSV/TSV and Arrow IPC one record batch
+at a time (`thresher.storage.readers_tabular`), a plain-text document up to max_doc_bytes
+(`thresher.storage.readers_text`).
 
 A file that cannot be read at all (not Parquet, not gzip, corrupt zstd, no permission, gone since
 it was planned) is one quarantine row that counts as one input row; a file that fails part-way
@@ -16,7 +18,7 @@ from __future__ import annotations
 
 import json
 import os
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Any, NamedTuple
@@ -25,7 +27,6 @@ import ijson
 import orjson
 import pyarrow as pa
 import pyarrow.compute as pc
-import pyarrow.parquet as pq
 
 from thresher.config_base import IngestConfig, InputSpec
 from thresher.schema import (
@@ -40,6 +41,7 @@ from thresher.storage.formats import (  # noqa: F401  (re-exported: readers is w
     DECOMPRESSION_ERRORS,
     INSTRUCTION_FORMATS,
     KNOWN_EXTENSIONS,
+    TABULAR_CONTAINERS,
     FileProblem,
     InputError,
     Shard,
@@ -53,10 +55,16 @@ from thresher.storage.formats import (  # noqa: F401  (re-exported: readers is w
     open_parquet,
     skip_rest_of_line,
 )
-
-# Quarantined raw bytes are evidence for a human, not a copy of the input: capping them keeps the
-# quarantine table small however large the offending line is.
-RAW_LIMIT = 64 << 10
+from thresher.storage.readers_tabular import Chunk, Columnar, open_columnar
+from thresher.storage.readers_text import (
+    RAW_LIMIT,
+    TEXT_MODES,
+    Record,
+    bounded_lines,
+    text_file_records,
+    text_line_records,
+    truncation,
+)
 
 _TIMESTAMP_TYPE = pa.timestamp("us", tz="UTC")
 
@@ -67,6 +75,10 @@ _DOCUMENT_FIELDS = {
     "refinedweb": ("content", "url", "timestamp"),
     "jsonl": ("text", None, None),
     "parquet": ("text", None, None),
+    "csv": ("text", None, None),
+    "tsv": ("text", None, None),
+    "arrow": ("text", None, None),
+    "text": ("text", None, None),  # a plain-text file's records are {"text": ...}
 }
 _ALPACA_FIELDS = frozenset({"instruction", "input", "output"})
 _ROLES = {
@@ -131,87 +143,69 @@ def _file_batch(shard: Shard, source_row: int | None, problem: FileProblem) -> R
 
 
 def _read_file(shard: Shard, spec: InputSpec, ingest: IngestConfig) -> Iterator[ReadBatch]:
-    kind = container(shard.path)
+    kind = container(shard.path, shard.format)
+    tabular = (open_columnar(shard.path, kind, ingest.batch_rows, _csv_block_bytes(ingest))
+               if kind in TABULAR_CONTAINERS else None)
     if shard.format in INSTRUCTION_FORMATS:
         parse = _alpaca_row if shard.format == "alpaca" else _sharegpt_row
         convert = _instruction_converter(parse, ingest.max_doc_bytes)
         assemble = _instruction_batch
     else:
         fields = _document_fields(shard.format, spec)
-        if kind == "parquet":
-            yield from _parquet_documents(shard, open_parquet(shard.path), fields, ingest)
+        if tabular is not None:
+            yield from _columnar_documents(shard, tabular, fields, ingest)
             return
         convert = _document_converter(fields, ingest.max_doc_bytes)
         assemble = _document_batch
 
-    if kind == "parquet":
-        records = _parquet_rows(shard.path, open_parquet(shard.path), ingest.batch_rows)
+    if tabular is not None:
+        records = _columnar_rows(shard.path, tabular)
     elif kind == "array":
         records = _json_array_items(shard.path)
+    elif kind == "text":
+        read_text = text_line_records if _text_mode(spec) == "lines" else text_file_records
+        records = read_text(shard.path, ingest.max_doc_bytes)
     else:
         records = _json_lines(shard.path, ingest.max_doc_bytes * 4 + RAW_LIMIT)
     yield from _assemble(records, convert, assemble, shard, ingest)
 
 
-class _Reject(NamedTuple):
-    reason: str
-    detail: str
+def _csv_block_bytes(ingest: IngestConfig) -> int:
+    # A CSV row must fit in one parsing block: as for JSON lines, a row may be 4 x max_doc_bytes.
+    return max(1 << 20, ingest.max_doc_bytes * 4 + RAW_LIMIT)
 
 
-# One input record: (source_row, byte_offset, raw line or None, parsed value or _Reject).
-_Record = tuple[int, int | None, bytes | None, Any]
+def _text_mode(spec: InputSpec) -> str:
+    """`file` (one document per file) or `lines` (one per non-blank line): the input's `text_mode`."""
+    if spec.text_mode not in TEXT_MODES:
+        raise InputError(f"text_mode must be one of {', '.join(TEXT_MODES)}, got {spec.text_mode!r}")
+    return spec.text_mode
+
+
+# Why a record cannot be kept: a quarantine reason and a detail, like a whole file's problem.
+_Reject = FileProblem
+_Record = Record  # (source_row, byte_offset, raw line or None, parsed value or _Reject)
 
 
 def _json_lines(path: str, limit: int) -> Iterator[_Record]:
-    complete = archive_complete(path)
-    row = offset = 0
-    with open_decompressed(path) as stream:
-        readline = stream.readline
-        loads = orjson.loads
-        try:
-            while line := readline(limit):
-                start = offset
-                offset += len(line)
-                if line[-1] != 10:
-                    if len(line) == limit:
-                        offset += skip_rest_of_line(stream, limit)
-                        yield row, start, line[:RAW_LIMIT], _Reject(
-                            QuarantineReason.OVERSIZED,
-                            f"line of {offset - start} bytes, longer than max_doc_bytes * 4 + "
-                            f"64 KiB = {limit}; raw keeps its first {RAW_LIMIT} bytes",
-                        )
-                        row += 1
-                        continue
-                    if not complete:
-                        offset = start  # the cut-off last line is part of the lost remainder
-                        break
-                try:
-                    value = loads(line)
-                except orjson.JSONDecodeError as exc:
-                    if not line.strip():
-                        continue
-                    value = _unparseable_line(line, exc)
-                else:
-                    if type(value) is not dict:
-                        value = _Reject(
-                            QuarantineReason.INVALID_JSON,
-                            f"a JSON {type(value).__name__}, not an object",
-                        )
-                yield row, start, line, value
-                row += 1
-        except DECOMPRESSION_ERRORS as exc:
-            if offset == 0:
-                raise InputError(f"{path}: cannot decompress: {exc}") from None
-            complete = False
-            cause = f"{type(exc).__name__}: {exc}"
+    row = 0
+    loads = orjson.loads
+    for item in bounded_lines(path, limit, "max_doc_bytes * 4 + 64 KiB"):
+        start, line, problem = item
+        if problem is not None:
+            value: Any = truncation(item, row) if line is None else problem
         else:
-            cause = "the compressed stream ends inside a frame"
-    if not complete:
-        yield row, offset, None, _Reject(
-            QuarantineReason.TRUNCATED_ARCHIVE,
-            f"archive cut short or corrupt at row {row} (decompressed byte {offset}): {cause}; "
-            "the rest of the file is unreadable",
-        )
+            try:
+                value = loads(line)
+            except orjson.JSONDecodeError as exc:
+                if not line.strip():
+                    continue
+                value = _unparseable_line(line, exc)
+            else:
+                if type(value) is not dict:
+                    value = _Reject(QuarantineReason.INVALID_JSON, f"a JSON {type(value).__name__}, not an object")
+        yield row, start, line, value
+        row += 1
 
 
 def _unparseable_line(line: bytes, exc: Exception) -> _Reject:
@@ -255,34 +249,16 @@ def _json_array_items(path: str) -> Iterator[_Record]:
             )
 
 
-def _parquet_batches(
-    path: str, parquet: pq.ParquetFile, batch_rows: int
-) -> Iterator[pa.RecordBatch]:
-    """The file's batches, one row group at a time: a batch never spans two row groups, so a
-    corrupt page loses only its own row group and what follows, not the rows before it that
-    would have shared its batch."""
-    rows = 0
-    for group in range(parquet.num_row_groups):
-        batches = parquet.iter_batches(batch_size=batch_rows, row_groups=[group])
-        while True:
-            try:
-                batch = next(batches, None)
-            except (pa.ArrowException, OSError) as exc:
-                # A corrupt page surfaces as OSError ("Couldn't deserialize thrift") or ArrowInvalid.
-                raise InputError(f"{path}: unreadable Parquet data after row {rows}: {exc}") from None
-            if batch is None:
-                break
-            rows += batch.num_rows
-            yield batch
-
-
-def _parquet_rows(path: str, parquet: pq.ParquetFile, batch_rows: int) -> Iterator[_Record]:
+def _columnar_rows(path: str, table: Columnar) -> Iterator[_Record]:
+    """Every row of a tabular file as a record (for the instruction presets, which read rows)."""
     row = 0
     try:
-        for batch in _parquet_batches(path, parquet, batch_rows):
-            for value in batch.to_pylist():
-                yield row, None, None, value
-                row += 1
+        for chunk in table.chunks():
+            for rejected in chunk.rejected:
+                yield rejected.source_row, None, rejected.raw, _Reject(rejected.reason, rejected.detail)
+            for source_row, value in zip(chunk.rows, chunk.batch.to_pylist()):
+                yield source_row, None, None, value
+            row += len(chunk.rows) + len(chunk.rejected)
     except InputError as exc:
         if row == 0:
             raise
@@ -544,7 +520,7 @@ def _assemble(
 
 
 # ---------------------------------------------------------------------------------------------
-# Parquet documents, column at a time
+# Tabular documents (Parquet, CSV/TSV, Arrow), column at a time
 
 
 def _is_string(type_: pa.DataType) -> bool:
@@ -556,8 +532,8 @@ def _is_timestamp_like(type_: pa.DataType) -> bool:
     return pa.types.is_timestamp(type_) or pa.types.is_date(type_) or _is_string(type_)
 
 
-class _ParquetColumns(NamedTuple):
-    """Where a Parquet file's document fields are; url and timestamp None when unusable."""
+class _Columns(NamedTuple):
+    """Where a tabular file's document fields are; url and timestamp None when unusable."""
 
     text: str
     url: str | None
@@ -565,13 +541,13 @@ class _ParquetColumns(NamedTuple):
     others: list[str]
 
 
-def _parquet_documents(
-    shard: Shard, parquet: pq.ParquetFile, fields: _Fields, ingest: IngestConfig
+def _columnar_documents(
+    shard: Shard, table: Columnar, fields: _Fields, ingest: IngestConfig
 ) -> Iterator[ReadBatch]:
-    schema = parquet.schema_arrow
+    schema = table.schema
     text_type = schema.field(fields.text).type if fields.text in schema.names else None
     if text_type is None or not _is_string(text_type):
-        num_rows = parquet.metadata.num_rows
+        num_rows = table.count_rows()
         problem = (
             f"text column {fields.text!r} is missing"
             if text_type is None
@@ -590,12 +566,20 @@ def _parquet_documents(
     url = usable(fields.url, _is_string)
     timestamp = usable(fields.timestamp, _is_timestamp_like)
     others = [name for name in schema.names if name not in (fields.text, url, timestamp)]
-    columns = _ParquetColumns(fields.text, url, timestamp, others)
-    base = 0
-    for batch in _parquet_batches(shard.path, parquet, ingest.batch_rows):
-        for start, piece in _split_by_text_bytes(batch, fields.text, ingest.batch_bytes):
-            yield _parquet_document_batch(shard, piece, base + start, columns, ingest.max_doc_bytes)
-        base += batch.num_rows
+    columns = _Columns(fields.text, url, timestamp, others)
+    for chunk in table.chunks():
+        yield from _rejected_batches(shard, chunk, ingest.batch_rows)
+        for start, piece in _split_by_text_bytes(chunk.batch, fields.text, ingest.batch_bytes):
+            rows = chunk.rows[start:start + piece.num_rows]
+            yield _columnar_document_batch(shard, piece, rows, columns, ingest.max_doc_bytes)
+
+
+def _rejected_batches(shard: Shard, chunk: Chunk, batch_rows: int) -> Iterator[ReadBatch]:
+    """The rows the parser rejected, quarantined in batches of their own."""
+    rejected = [_QuarantineRow(r.source_row, None, r.reason, r.detail, 1, r.raw) for r in chunk.rejected]
+    for start in range(0, len(rejected), batch_rows):
+        part = rejected[start:start + batch_rows]
+        yield ReadBatch(_document_batch(shard, []), _quarantine_batch(shard, part), len(part))
 
 
 def _split_by_text_bytes(
@@ -615,11 +599,11 @@ def _split_by_text_bytes(
     yield start, batch.slice(start)
 
 
-def _parquet_document_batch(
+def _columnar_document_batch(
     shard: Shard,
     batch: pa.RecordBatch,
-    first_row: int,
-    columns: _ParquetColumns,
+    rows: Sequence[int],
+    columns: _Columns,
     max_doc_bytes: int,
 ) -> ReadBatch:
     text = batch.column(columns.text)
@@ -648,15 +632,17 @@ def _parquet_document_batch(
                 sizes.take(indices).to_pylist(),
             ):
                 quarantine.append(
-                    _QuarantineRow(first_row + index, None, reason, describe(size), 1, raw)
+                    _QuarantineRow(rows[index], None, reason, describe(size), 1, raw)
                 )
         quarantine.sort(key=lambda row: row.source_row)
         good = pc.invert(bad)
+        indices = pc.indices_nonzero(good)
+        kept_rows = (pc.add(indices, rows.start).to_pylist() if isinstance(rows, range)
+                     else [rows[i] for i in indices.to_pylist()])
         kept = batch.filter(good)
-        kept_rows = pc.add(pc.indices_nonzero(good), first_row).to_pylist()
     else:
         kept = batch
-        kept_rows = range(first_row, first_row + batch.num_rows)
+        kept_rows = rows
 
     n = kept.num_rows
     timestamps, bad_timestamps = (
