@@ -10,6 +10,14 @@ import pytest
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
 
+# One thread per numeric library, set before anything imports torch (and inherited by the CLI and
+# kill-test children): the suite runs on two cores shared with the Prefect server, child processes
+# and other work, where OpenMP threads spin-waiting for a busy core made the model tests several
+# times slower than one thread (tests/llm/test_transformers_backend.py: 116 s against 18 s).
+for _variable in ("OMP_NUM_THREADS", "MKL_NUM_THREADS", "OPENBLAS_NUM_THREADS"):
+    os.environ.setdefault(_variable, "1")
+os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
+
 
 DATA = Path(__file__).resolve().parent / "data"
 

@@ -293,12 +293,12 @@ def local_model_problems(ref: str, *, gguf_only: bool = False) -> Iterator[str]:
     """Why model `ref` cannot be used on this machine, without downloading, assembling or
     converting it: a split-package model needs its parts installed, anything else must resolve
     (packaged, a path, or the local Hugging Face cache)."""
-    from thresher.llm.packaged import SPLIT_MODELS, _part_paths
+    from thresher.llm.packaged import SPLIT_MODELS, part_paths
     from thresher.models.resolve import locate_model
 
     try:
         if ref in SPLIT_MODELS:
-            _part_paths(SPLIT_MODELS[ref])
+            part_paths(SPLIT_MODELS[ref])
             return
         source = locate_model(ref)
     except (ValueError, OSError) as exc:

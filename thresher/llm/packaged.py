@@ -78,7 +78,7 @@ def _file_lock(path: Path) -> Iterator[None]:
             fcntl.flock(handle, fcntl.LOCK_UN)
 
 
-def _part_paths(model: SplitModel) -> list[Path]:
+def part_paths(model: SplitModel) -> list[Path]:
     paths = []
     for package, filename in model.parts:
         # find_spec of a top-level name locates the package without importing it.
@@ -103,7 +103,7 @@ def assemble_split_model(name: str, cache_dir: str | os.PathLike[str] | None = N
         model = SPLIT_MODELS[name]
     except KeyError:
         raise ModelResolveError(f"unknown split model {name!r}; known: {', '.join(sorted(SPLIT_MODELS))}") from None
-    parts = _part_paths(model)
+    parts = part_paths(model)
     total = sum(p.stat().st_size for p in parts)
     if total != model.size:
         raise ModelResolveError(

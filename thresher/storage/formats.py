@@ -21,18 +21,17 @@ import hashlib
 import io
 import os
 import re
-import zlib
 from dataclasses import dataclass
 from typing import BinaryIO, NamedTuple
 
 import ijson
 import orjson
-import pyarrow as pa
-import pyarrow.parquet as pq
 import zstandard
 
 from thresher.config_base import InputSpec
 from thresher.schema import QuarantineReason
+from thresher.storage.file_errors import DECOMPRESSION_ERRORS, InputError, open_parquet  # noqa: F401 (re-exported)
+from thresher.storage.readers_tabular import open_columnar
 
 TEXT_EXTENSIONS = (".txt", ".txt.gz", ".txt.zst")
 CSV_EXTENSIONS = (".csv", ".csv.gz", ".csv.zst", ".csv.bz2")
@@ -66,17 +65,7 @@ _ZSTD_BLOCK = 128 << 10
 _SNIFF_LINES = 100
 _SNIFF_LINE_LIMIT = 8 << 20
 
-DECOMPRESSION_ERRORS = (EOFError, zlib.error, gzip.BadGzipFile, zstandard.ZstdError)
 _SHARD_STEM_UNSAFE = re.compile(r"[^A-Za-z0-9._-]+")
-
-
-class InputError(Exception):
-    """An input that is unusable as a whole; the message names the file and the problem, `reason`
-    is the quarantine reason a file failing this way is recorded under."""
-
-    def __init__(self, message: str, reason: str = QuarantineReason.UNREADABLE_FILE):
-        super().__init__(message)
-        self.reason = reason
 
 
 class FileProblem(NamedTuple):
@@ -299,8 +288,6 @@ def detect_format(path: str) -> str:
 def _column_names(path: str, kind: str) -> list[str]:
     if kind == "parquet":
         return open_parquet(path).schema_arrow.names
-    from thresher.storage.readers_tabular import open_columnar
-
     # The schema only: CSV reads its first block, Arrow its schema message.
     return open_columnar(path, kind, batch_rows=1, block_bytes=1 << 20).schema.names
 
@@ -429,12 +416,3 @@ def skip_rest_of_line(stream: BinaryIO, limit: int) -> int:
         if chunk[-1] == 10:
             break
     return skipped
-
-
-def open_parquet(path: str) -> pq.ParquetFile:
-    try:
-        return pq.ParquetFile(path)
-    except (PermissionError, FileNotFoundError):
-        raise  # the file is not at fault: file_problem names these for what they are
-    except (pa.ArrowException, OSError) as exc:
-        raise InputError(f"{path}: not a valid Parquet file: {exc}") from None

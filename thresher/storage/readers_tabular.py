@@ -18,7 +18,7 @@ import pyarrow.csv as pcsv
 import pyarrow.parquet as pq
 
 from thresher.schema import QuarantineReason
-from thresher.storage.formats import DECOMPRESSION_ERRORS, InputError, open_parquet
+from thresher.storage.file_errors import DECOMPRESSION_ERRORS, InputError, open_parquet
 
 _ARROW_MAGIC = b"ARROW1"
 _FEATHER_V1_MAGIC = b"FEA1"
