@@ -43,7 +43,9 @@ class TaskRunnerSpec(StrictModel):
     """How tasks run: threads on one machine (default), processes for CPU-bound scorers, or Dask
     (a local cluster, or an existing scheduler) to scale out."""
 
-    kind: Literal["threads", "processes", "dask"] = "threads"
+    kind: Literal["threads", "processes", "dask"] = Field(
+        "threads", description="threads: one process; processes: worker processes (for CPU-bound scorers); "
+        "dask: a LocalCluster, or the scheduler at dask_address")
     workers: int | None = Field(None, gt=0, description="threads/processes/Dask workers; default: CPU count")
     dask_address: str | None = Field(None, description="an existing Dask scheduler, e.g. tcp://host:8786")
 
@@ -51,12 +53,14 @@ class TaskRunnerSpec(StrictModel):
 class Recipe(StrictModel):
     """An end-to-end curation run: what to read, how to score it, where the run lives."""
 
-    name: str = Field(pattern=r"^[A-Za-z0-9_.-]+$")
-    run_dir: str
-    seed: int = 0
-    inputs: list[InputSpec] = Field(min_length=1)
-    ingest: IngestConfig = IngestConfig()
-    scorers: list[ScorerSpec] = Field(default_factory=lambda: list(DEFAULT_SCORERS))
+    name: str = Field(pattern=r"^[A-Za-z0-9_.-]+$", description="the run's name, recorded in run.json")
+    run_dir: str = Field(description="the run directory (created if absent); relative: to the recipe file")
+    seed: int = Field(0, description="the run's seed (run.json): stages whose own seed is null use it")
+    inputs: list[InputSpec] = Field(min_length=1, description="the data to ingest; each entry one format")
+    ingest: IngestConfig = Field(IngestConfig(), description="batch sizes, size limits and quarantine policy")
+    scorers: list[ScorerSpec] = Field(
+        default_factory=lambda: list(DEFAULT_SCORERS),
+        description="score-stage scorers (see the scorer list below); each writes scores/<name>@<version>/")
     dedup: DedupConfig | None = Field(None, description="exact + MinHash near-dedup; omit to skip the stage")
     dsir: DsirConfig | None = Field(None, description="DSIR importance weights (+ a resampled selection)")
     judges: list[ScorerSpec] = Field(
@@ -66,11 +70,12 @@ class Recipe(StrictModel):
     embeddings: EmbeddingsConfig | None = Field(
         None, description="sentence embeddings (+ semantic dedup, judge distillation, diversity selections); "
         "run after the judges, before the selections")
-    selections: list[SelectionRecipe] = Field(default_factory=list)
+    selections: list[SelectionRecipe] = Field(
+        default_factory=list, description="SQL selections, run last; each writes selections/<name>/")
     augment: AugmentConfig | None = Field(
         None, description="Evol-Instruct over the instructions (optionally a selection of them) into an augmented "
         "run, which is then scored, judged, deduplicated against this run and filtered by the instruction selections")
-    task_runner: TaskRunnerSpec = TaskRunnerSpec()
+    task_runner: TaskRunnerSpec = Field(TaskRunnerSpec(), description="how the mapped tasks run")
 
     @model_validator(mode="after")
     def _selection_names_unique(self) -> Recipe:

@@ -52,7 +52,8 @@ def load_yaml_model(path: str | Path, model: type[StrictModel]) -> StrictModel:
 class InputSpec(StrictModel):
     """One input source: files, globs or directories of one format."""
 
-    paths: list[str] = Field(min_length=1, description="files, glob patterns or directories")
+    paths: list[str] = Field(
+        min_length=1, description="files, glob patterns or directories (one may be given as a string)")
     format: InputFormat = Field(
         "auto", description="reader preset; 'auto' decides from the file name and columns"
     )
@@ -60,8 +61,8 @@ class InputSpec(StrictModel):
     text_mode: Literal["file", "lines"] = Field(
         "file", description="plain-text files: one document per file, or one per non-blank line"
     )
-    url_field: str | None = None
-    timestamp_field: str | None = None
+    url_field: str | None = Field(None, description="URL column; preset default")
+    timestamp_field: str | None = Field(None, description="timestamp column; preset default")
 
     @field_validator("paths", mode="before")
     @classmethod
@@ -70,6 +71,9 @@ class InputSpec(StrictModel):
 
 
 class IngestConfig(StrictModel):
+    """How inputs are read into the run: batch sizes, the document size limit, and what a file
+    that quarantines many rows does."""
+
     batch_rows: int = Field(2048, gt=0, description="rows per Arrow record batch and row group")
     batch_bytes: int = Field(32 << 20, gt=0, description="text bytes per batch before it is cut")
     max_doc_bytes: int = Field(
@@ -88,8 +92,11 @@ class IngestConfig(StrictModel):
 
 
 class ScorerSpec(StrictModel):
-    name: str
-    params: dict[str, Any] = Field(default_factory=dict)
+    """One scorer or judge and its parameters."""
+
+    name: str = Field(description="a registered name, or name@version (default: the newest version)")
+    params: dict[str, Any] = Field(
+        default_factory=dict, description="the scorer's parameters (checked against its class when the recipe loads)")
 
 
 DEFAULT_SCORERS = (ScorerSpec(name="heuristics"), ScorerSpec(name="langid"))
@@ -98,7 +105,7 @@ DEFAULT_SCORERS = (ScorerSpec(name="heuristics"), ScorerSpec(name="langid"))
 class SelectionStep(StrictModel):
     """One named predicate of a selection funnel."""
 
-    name: str = Field(pattern=r"^[A-Za-z0-9_.-]+$")
+    name: str = Field(pattern=r"^[A-Za-z0-9_.-]+$", description="names the step in the funnel")
     sql: str = Field(min_length=1, description="a SQL boolean expression over the <table>_scored view")
 
 
@@ -106,10 +113,12 @@ class SelectionRecipe(StrictModel):
     """SQL predicates over the catalog (applied in order, each narrowing the last), then an
     optional cap. Same recipe + same run + same seed -> the same selection, byte for byte."""
 
-    name: str = Field(pattern=r"^[A-Za-z0-9_.-]+$")
-    table: Literal["documents", "instructions"] = "documents"
-    seed: int = 0
-    where: list[SelectionStep] = Field(default_factory=list)
+    name: str = Field(pattern=r"^[A-Za-z0-9_.-]+$", description="written to selections/<name>/")
+    table: Literal["documents", "instructions"] = Field(
+        "documents", description="the data table selected from (predicates see <table>_scored)")
+    seed: int = Field(0, description="recorded in selection.json (a SQL selection draws nothing at random)")
+    where: list[SelectionStep] = Field(
+        default_factory=list, description="predicates applied in order, each narrowing the last (the funnel)")
     limit: int | None = Field(None, gt=0, description="keep at most this many rows, ranked by order_by")
     order_by: str | None = Field(None, description="SQL ranking expression for limit; ties by doc_id")
     license: str | None = Field(None, description="licence of the selected data, for exports")

@@ -45,9 +45,9 @@ class LMSpec(StrictModel):
 
 
 class GenerationSettings(StrictModel):
-    max_new_tokens: int = Field(256, ge=1, le=16384)
+    max_new_tokens: int = Field(256, ge=1, le=16384, description="tokens generated at most per reply")
     temperature: float = Field(0.0, ge=0.0, le=2.0, description="0: greedy decoding (deterministic)")
-    top_p: float = Field(1.0, gt=0.0, le=1.0)
+    top_p: float = Field(1.0, gt=0.0, le=1.0, description="nucleus sampling mass (1: off)")
 
 
 class AugmentConfig(StrictModel):
@@ -70,8 +70,8 @@ class AugmentConfig(StrictModel):
                                                      "complicate_input", "breadth")},
         description="relative weight of each operation; 0 or absent disables it")
     evolve_prompt_version: int | None = Field(None, description="default: the newest")
-    equality_prompt_version: int | None = None
-    respond_prompt_version: int | None = None
+    equality_prompt_version: int | None = Field(None, description="default: the newest")
+    respond_prompt_version: int | None = Field(None, description="default: the newest")
     generator: LMSpec = Field(default_factory=LMSpec, description="the model that evolves instructions")
     responder: LMSpec | None = Field(None, description="the model that answers them (default: the generator)")
     judge: LMSpec = Field(default_factory=lambda: LMSpec(model=DEFAULT_JUDGE_MODEL),
@@ -80,8 +80,10 @@ class AugmentConfig(StrictModel):
         "auto", description="logprobs: P(Equal) vs P(Not) at the reply's first token; generate: decode and parse; "
                             "auto: logprobs when the judge's backend has next-token log-probabilities")
     equal_threshold: float = Field(0.5, gt=0.0, lt=1.0, description="P(Equal) at or above this eliminates")
-    evolve: GenerationSettings = Field(default_factory=lambda: GenerationSettings(max_new_tokens=160))
-    respond: GenerationSettings = Field(default_factory=lambda: GenerationSettings(max_new_tokens=384))
+    evolve: GenerationSettings = Field(default_factory=lambda: GenerationSettings(max_new_tokens=160),
+                                       description="decoding of the evolved instructions")
+    respond: GenerationSettings = Field(default_factory=lambda: GenerationSettings(max_new_tokens=384),
+                                        description="decoding of the responses")
     max_parent_tokens: int = Field(384, ge=8, description="the instruction is cut to this many tokens in prompts")
     sorry_max_words: int = Field(80, ge=1, description="rule 2: a response with 'sorry' under this many words fails")
     batch_size: int = Field(16, ge=1, le=4096, description="attempts per backend call and per checkpoint")

@@ -20,6 +20,7 @@ from thresher.cli import (
     ingest,
     judges,
     perplexity,
+    recipe,
     score,
     select,
     serve,
@@ -55,6 +56,7 @@ app.add_typer(judges.app, name="judge", help="SLM judges and IFD: run, calibrate
 app.add_typer(embeddings.app, name="embeddings",
               help="Sentence embeddings: semantic dedup, diversity selection, judge distillation.")
 app.add_typer(augment.app, name="augment", help="Evol-Instruct augmentation: evolve, eliminate, answer, re-judge.")
+app.add_typer(recipe.app, name="recipe", help="The recipe format: JSON Schema for editors, Markdown reference.")
 
 
 def main() -> None:  # pragma: no cover - console entry point

@@ -18,11 +18,16 @@ RunDirArg = Annotated[Path, typer.Argument(help="run directory (created if absen
 
 
 def curate(
-    recipe: Annotated[Path, typer.Argument(help="recipe YAML: name, run_dir, inputs, ingest, scorers, seed")],
+    recipe: Annotated[Path, typer.Argument(
+        help="recipe YAML: name, run_dir, inputs, and optionally ingest, scorers, dedup, dsir, judges, embeddings, "
+        "selections, augment, task_runner, seed (every key: docs/recipe.md or `thresher recipe reference`)")],
     log_level: LogLevel = "WARNING",
 ) -> None:
-    """Run the end-to-end curate flow (ingest, score, catalog) described by RECIPE. The recipe is
-    checked first as `thresher validate` does: every problem is listed before any work starts."""
+    """Run every stage RECIPE names (ingest, score, dedup, DSIR, judges, embeddings, selections,
+    augment) into its run directory and catalog. The recipe is checked first as `thresher validate
+    RECIPE` does (run that alone to check without running): every problem is listed before any work
+    starts. Every recipe key, its type and default: docs/recipe.md (`thresher recipe reference`); a
+    JSON Schema for editors: `thresher recipe schema`."""
     prefect_logging(log_level)
     from thresher.cli.validate import check_recipe, fail_on_problems
     from thresher.config import load_recipe

@@ -58,8 +58,10 @@ class DedupConfig(StrictModel):
         0.7, gt=0.0, lt=1.0,
         description="target Jaccard similarity: derives bands/rows when they are null, is the cut-off of `verify`",
     )
-    false_positive_weight: float = Field(0.5, ge=0.0, le=1.0)
-    false_negative_weight: float = Field(0.5, ge=0.0, le=1.0)
+    false_positive_weight: float = Field(
+        0.5, ge=0.0, le=1.0, description="deriving bands/rows: weight of false candidates below threshold")
+    false_negative_weight: float = Field(
+        0.5, ge=0.0, le=1.0, description="deriving bands/rows: weight of missed pairs above threshold")
     seed: int = Field(1, ge=0, lt=2**32, description="seed of the MinHash permutations")
     verify: bool = Field(
         False, description="drop candidate pairs whose exact shingle Jaccard is below `threshold`"

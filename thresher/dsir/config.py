@@ -68,7 +68,8 @@ class DsirSelection(StrictModel):
     proportions: dict[str, float] | None = Field(
         None, description="share of k per target; None: by each target's n-gram count (as the reference)")
     where: str | None = Field(None, description="SQL boolean expression over `where_view` restricting candidates")
-    where_view: str = Field("documents_scored", pattern=r"^[A-Za-z_][A-Za-z0-9_]*$")
+    where_view: str = Field("documents_scored", pattern=r"^[A-Za-z_][A-Za-z0-9_]*$",
+                            description="the catalog view `where` is evaluated over")
     candidates_sql: str | None = Field(None, description="SQL query over the catalog returning candidate doc_ids")
     min_example_length: int = Field(
         100, ge=0, description="skip documents with fewer word-punct tokens (the reference's rule, default 100)")
@@ -90,7 +91,7 @@ class DsirSelection(StrictModel):
 class DsirConfig(StrictModel):
     """Fit p_raw over the run and p_target per target; weight every document; select."""
 
-    targets: list[DsirTarget] = Field(min_length=1)
+    targets: list[DsirTarget] = Field(min_length=1, description="target distributions; one weight column each")
     ngrams: int = Field(2, ge=1, le=8, description="unigrams up to n-grams (2: unigrams + bigrams)")
     num_buckets: int = Field(10_000, ge=1, le=1 << 24, description="hash buckets of the n-gram features")
     num_tokens_to_fit: int | Literal["auto", "all"] = Field(
@@ -98,7 +99,8 @@ class DsirConfig(StrictModel):
     laplace: float = Field(0.0, ge=0, description="add-alpha smoothing of every bucket count before normalising")
     epsilon: float = Field(1e-8, ge=0, description="log(p + epsilon), as the reference (1e-8)")
     fit_batch_rows: int = Field(1024, gt=0, description="documents featurised per batch while fitting")
-    selection: DsirSelection | None = None
+    selection: DsirSelection | None = Field(None, description="resample a selection by the weights; omit to "
+                                            "only weight")
 
     @field_validator("num_tokens_to_fit")
     @classmethod

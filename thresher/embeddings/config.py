@@ -34,10 +34,11 @@ class EmbedConfig(StrictModel):
     backend: Literal["auto", "onnx", "sentence_transformers"] = Field(
         "auto", description="onnx: onnxruntime, no torch; auto: ONNX on CPU when the model has an ONNX export")
     onnx_file: str | None = Field(None, description="an ONNX export of `model` (default for MiniLM: its int8 build)")
-    device: str = Field("auto", pattern=r"^(auto|cpu|cuda(:\d+)?)$")
-    dtype: Literal["auto", "float32", "float16", "bfloat16"] = "auto"
+    device: str = Field("auto", pattern=r"^(auto|cpu|cuda(:\d+)?)$", description="auto: CUDA when available")
+    dtype: Literal["auto", "float32", "float16", "bfloat16"] = Field(
+        "auto", description="encoder weights' dtype; auto: the backend's choice for the device")
     max_seq_length: int | None = Field(None, ge=2, description="tokens per text at most (default: the model's)")
-    batch_size: int = Field(64, gt=0)
+    batch_size: int = Field(64, gt=0, description="texts per encoder call")
     text_column: str = Field("text", description="the column embedded (e.g. instruction)")
     tag: str | None = Field(None, pattern=r"^[a-z][a-z0-9_]{0,29}$",
                             description="names a second embedding: scores/embed_<tag>@1/")
@@ -59,7 +60,7 @@ class SemDedupConfig(StrictModel):
     threshold: float = Field(0.9, gt=0.0, le=1.0, description="cosine similarity of a duplicate pair (1 - eps)")
     clusters: int | None = Field(None, ge=1, description="k-means clusters; default ceil(rows / target_cluster_size)")
     target_cluster_size: int = Field(1000, ge=2, description="rows per cluster the default k aims at")
-    kmeans_iterations: int = Field(20, ge=1, le=1000)
+    kmeans_iterations: int = Field(20, ge=1, le=1000, description="k-means iterations")
     kmeans_sample: int = Field(100_000, ge=1, description="vectors k-means trains on at most (a seeded sample)")
     seed: int | None = Field(None, description="k-means seed; None: the run's seed (run.json)")
     survivor: SurvivorRule = Field(
@@ -91,8 +92,9 @@ class DiversitySelection(StrictModel):
     point: the k rows that cover the candidates best)."""
 
     name: str = Field(pattern=_NAME, description="written to selections/<name>/")
-    table: DataTable = "instructions"
-    method: Literal["deita", "kcenter"] = "deita"
+    table: DataTable = Field("instructions", description="the data table selected from")
+    method: Literal["deita", "kcenter"] = Field("deita", description="deita: score order with a similarity cap; "
+                                                "kcenter: greedy farthest point")
     score_sql: str | None = Field(
         None, description="SQL ranking expression over <table>_scored, higher first (e.g. judge_deita_complexity_"
         "score * judge_deita_quality_score); None: doc_id order (a hash: effectively random); ties by doc_id")
@@ -104,7 +106,7 @@ class DiversitySelection(StrictModel):
     index: Literal["auto", "flat", "ivf"] = Field(
         "auto", description="kept-set index of deita: flat (exact, in memory) or ivf (approximate, int8 codes, "
         "on disk); auto: flat up to `flat_max_rows` candidates")
-    flat_max_rows: int = Field(200_000, gt=0)
+    flat_max_rows: int = Field(200_000, gt=0, description="index auto: flat up to this many candidates, ivf beyond")
     ivf_lists: int | None = Field(None, gt=0, description="IVF lists (default ~4 sqrt(candidates))")
     ivf_probe: int = Field(16, gt=0, description="IVF lists searched per query (recall vs speed)")
     seed: int | None = Field(None, description="IVF training sample seed; None: the run's seed")
@@ -132,13 +134,13 @@ class DistillConfig(StrictModel):
                         "e.g. judge_edu_score")
     name: str | None = Field(None, pattern=r"^[a-z][a-z0-9_]{0,49}$",
                              description="head name: scorer distilled_<name>; default from `target`")
-    table: DataTable = "documents"
+    table: DataTable = Field("documents", description="the data table the judge scored")
     where: str | None = Field(None, description="SQL predicate restricting the training rows")
     sample: int = Field(20_000, ge=10, description="rows sampled (seeded) for training + held-out evaluation")
-    holdout_fraction: float = Field(0.2, gt=0.0, lt=1.0)
+    holdout_fraction: float = Field(0.2, gt=0.0, lt=1.0, description="share of the sample held out for the report")
     alphas: list[float] = Field(default_factory=lambda: [0.01, 0.1, 1.0, 10.0, 100.0], min_length=1,
                                 description="ridge penalties tried; chosen by k-fold CV on the training rows")
-    folds: int = Field(5, ge=2, le=20)
+    folds: int = Field(5, ge=2, le=20, description="cross-validation folds choosing the ridge penalty")
     positive_threshold: float | None = Field(
         None, description="a row is positive when score >= this (for F1); default: the training median")
     seed: int | None = Field(None, description="sampling and split seed; None: the run's seed")
@@ -168,10 +170,11 @@ class DistillConfig(StrictModel):
 class EmbeddingsConfig(StrictModel):
     """The recipe section: embed, then optionally semantic dedup, judge distillation, diversity selections."""
 
-    embed: EmbedConfig = EmbedConfig()
-    semdedup: SemDedupConfig | None = None
-    distill: list[DistillConfig] = Field(default_factory=list)
-    diversity: list[DiversitySelection] = Field(default_factory=list)
+    embed: EmbedConfig = Field(EmbedConfig(), description="the embedding model and what it embeds")
+    semdedup: SemDedupConfig | None = Field(None, description="semantic dedup over the embeddings; omit to skip")
+    distill: list[DistillConfig] = Field(default_factory=list, description="judges distilled into heads")
+    diversity: list[DiversitySelection] = Field(
+        default_factory=list, description="diversity selections; each writes selections/<name>/")
 
     @model_validator(mode="after")
     def _unique(self) -> EmbeddingsConfig:
