@@ -162,9 +162,11 @@ def test_json_endpoints(client):
     assert {p["key"] for p in panels_json if not p["in_run"]} == {"evol"}  # an augmented run's panel
     overview = client.get("/api/overview").json()
     assert overview["funnel"]["rows_in"] == overview["funnel"]["rows_written"] + overview["funnel"]["rows_quarantined"]
-    hist = client.get("/api/histogram", params={"view": "score_heuristics", "column": "gopher_word_count"}).json()
-    assert sum(hist["counts"]) + hist["below"] + hist["above"] == hist["values"]
-    assert len(hist["edges"]) == len(hist["counts"]) + 1
+    split = client.get("/api/histogram", params={"view": "score_heuristics", "column": "gopher_word_count"}).json()
+    assert split["tables"], "one series per table the view holds"
+    for hist in split["tables"].values():
+        assert sum(hist["counts"]) + hist["below"] + hist["above"] == hist["values"]
+        assert len(hist["edges"]) == len(hist["counts"]) + 1
     assert "score_heuristics" in client.get("/api/scores").json()
     assert client.get("/api/histogram", params={"view": "nope", "column": "x"}).status_code == 404
 

@@ -41,7 +41,8 @@ def test_report_has_every_panel_with_data(report_html):
             assert f'<a href="#{panel.key}"' in report_html
             assert "Not in this run" not in _section(report_html, panel.key), panel.key
     assert report_html.count("Plotly.newPlot") > 40  # every score column, funnel, dedup, DSIR, judge
-    for text in ("Stage funnel", "score_heuristics", "Quarantined rows by reason", "Largest clusters",
+    for text in ("Stage funnel of documents", "score_heuristics", "Quarantined rows of documents by reason",
+                 "Largest clusters",
                  "DSIR selection assistant-like-web", "KL(target‖selected)", "Calibration <code>alpagasus-degraded",
                  "reference label"):
         assert text in report_html, text

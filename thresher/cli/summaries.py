@@ -5,12 +5,14 @@ from __future__ import annotations
 
 from thresher.cli.console import print_rows
 
+SKIPPED_SHOWN = 20  # the rest is in the run's skipped_inputs.json
+
 
 def print_ingest(result: dict) -> None:
     print_rows("ingest", [{
         "shards": result["shards"], "skipped (cached)": result["shards_skipped"], "rows in": result["rows_in"],
         "written": result["rows_written"], "quarantined": result["rows_quarantined"],
-        "files quarantined": result.get("files_quarantined", 0),
+        "files quarantined": result.get("files_quarantined", 0), "files skipped": result.get("files_skipped", 0),
     }])
     if result["quarantine_reasons"]:
         print_rows("quarantine reasons", [{"reason": r, "rows": n} for r, n in result["quarantine_reasons"].items()])
@@ -22,6 +24,20 @@ def print_ingest(result: dict) -> None:
         print_rows("quarantined files", [{"file": f["source"], "reason": f["reason"],
                                           "bytes": "gone" if f["bytes"] is None else f["bytes"]}
                                          for f in result["quarantined_files"]])
+    print_skipped_inputs(result.get("skipped_inputs") or [])
+
+
+def print_skipped_inputs(skipped: list[dict]) -> None:
+    """Files a directory or glob held that ingest did not read: the first SKIPPED_SHOWN, then a count."""
+    if not skipped:
+        return
+    shown = skipped[:SKIPPED_SHOWN]
+    more = len(skipped) - len(shown)
+    title = f"skipped files ({len(skipped):,}" + (f", the first {len(shown)} shown" if more else "") + ")"
+    print_rows(title, [{"path": f["path"], "reason": f["reason"] + (f": {f['same_as']}" if f.get("same_as") else "")}
+                       for f in shown])
+    if more:
+        print(f"... and {more:,} more skipped files (all of them: skipped_inputs.json in the run directory)")
 
 
 def print_score(result: dict) -> None:

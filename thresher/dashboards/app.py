@@ -1,8 +1,9 @@
 """The dashboard: a server-rendered FastAPI app over one run's catalog, opened read-only per request.
 
 Pages: `/` (overview) and `/<panel>` for every registered panel (see `panels.PANELS`), each with
-query parameters for its controls. JSON: `/api/panels`, `/api/overview`, `/api/scores`,
-`/api/histogram`, `/api/bands`, `/api/samples`, `/api/quarantine`. Plotly's JavaScript is served
+query parameters for its controls. JSON: `/api/panels`, `/api/overview`, `/api/funnels`, `/api/scores`,
+`/api/histogram`, `/api/bands`, `/api/samples`, `/api/quarantine`. Funnels and histograms are per data
+table (documents, instructions): shares are within one table, never of both together. Plotly's JavaScript is served
 from the installed plotly package at `/static/plotly.min.js`; nothing is fetched from the network.
 """
 
@@ -99,7 +100,13 @@ def create_app(run_dir: str | Path | RunDir) -> FastAPI:
 
     @app.get("/api/overview")
     def api_overview() -> Response:
-        return api(lambda cat: {"run": d.run_summary(cat), "funnel": d.funnel(cat)})
+        """The run, the reconciliation of every table together, and one funnel per table."""
+        return api(lambda cat: {"run": d.run_summary(cat), "funnel": d.funnel(cat), "funnels": d.funnels(cat)})
+
+    @app.get("/api/funnels")
+    def api_funnels() -> Response:
+        """{table: funnel}, each step's `share` of that table's rows in."""
+        return api(d.funnels)
 
     @app.get("/api/scores")
     def api_scores() -> Response:
@@ -107,15 +114,25 @@ def create_app(run_dir: str | Path | RunDir) -> FastAPI:
         return api(d.score_columns)
 
     @app.get("/api/histogram")
-    def api_histogram(view: str, column: str, bins: Annotated[int, Query(ge=2, le=500)] = 40) -> Response:
-        def fn(cat: d.Catalog) -> Any:
-            hist = d.histogram(cat, view, column, bins=bins)
+    def api_histogram(view: str, column: str, bins: Annotated[int, Query(ge=2, le=500)] = 40,
+                      table: str | None = None) -> Response:
+        """One table's histogram with `table`; without it, one series per table the view holds
+        ({"tables": {table: histogram}}), never the tables binned together."""
+        def one(cat: d.Catalog, name: str) -> dict:
+            hist = d.histogram(cat, view, column, bins=bins, table=name)
             return {**_jsonable(hist), "edges": hist.edges}
+
+        def fn(cat: d.Catalog) -> Any:
+            if table is not None:
+                return one(cat, table)
+            cat.column(view, column)  # a 404 for an unknown view or column, before any split
+            return {"view": view, "column": column, "tables": {t: one(cat, t) for t in d.view_tables(cat, view)}}
         return api(fn)
 
     @app.get("/api/bands")
-    def api_bands(view: str, column: str, n: Annotated[int, Query(ge=1, le=20)] = 5) -> Response:
-        return api(lambda cat: d.score_bands(cat, view, column, n))
+    def api_bands(view: str, column: str, n: Annotated[int, Query(ge=1, le=20)] = 5,
+                  table: str | None = None) -> Response:
+        return api(lambda cat: d.score_bands(cat, view, column, n, table=table))
 
     @app.get("/api/samples")
     def api_samples(view: str, column: str, lo: float | None = None, hi: float | None = None,

@@ -56,6 +56,7 @@ from thresher.dashboards.histograms import (
     score_bands,
     score_columns,
     score_views,
+    view_tables,
 )
 from thresher.dashboards.judges import (
     Calibration,
@@ -100,6 +101,7 @@ from thresher.dashboards.summary import (
     RunSummary,
     StageInfo,
     funnel,
+    funnels,
     run_manifest,
     run_name,
     run_summary,
@@ -113,9 +115,9 @@ __all__ = [
     "Sample", "SamplePage", "SelectionInfo", "StageInfo", "UnparsedRow", "calibrations",
     "check_page", "cluster_members", "compare_distribution", "dedup_clusters", "dedup_source", "dedup_sources",
     "dedup_summary", "dsir_columns", "dsir_comparisons", "dsir_fit_distributions", "dsir_selection_report",
-    "dsir_weights_view", "evol_applies", "evol_survival", "evol_views", "fetch_texts", "funnel", "histogram",
+    "dsir_weights_view", "evol_applies", "evol_survival", "evol_views", "fetch_texts", "funnel", "funnels", "histogram",
     "histograms", "judge_declarations", "judge_sidecar", "judge_sidecars", "judge_view", "judge_views",
     "numeric_columns", "other_dedup_tables", "other_dsir_tables", "quarantine_page", "quote_ident", "read_catalog",
     "run_manifest", "run_name", "run_summary", "samples", "score_bands", "score_columns", "score_views",
-    "selection", "selections", "value_expr",
+    "selection", "selections", "value_expr", "view_tables",
 ]

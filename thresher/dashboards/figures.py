@@ -13,6 +13,7 @@ from thresher.dashboards.data import (
     EvolSurvival,
     FitDistribution,
     Funnel,
+    FunnelStep,
     Histogram,
 )
 
@@ -50,16 +51,25 @@ def _fmt(value: float | None) -> str:
     return f"{value:.4g}"
 
 
+def share_text(step: FunnelStep) -> str:
+    """A step's rows and its share of its table's first step, as the report prints them."""
+    return f"{step.rows:,}" if step.share is None else f"{step.rows:,} ({step.share:.1%})"
+
+
 def funnel_figure(funnel: Funnel) -> go.Figure:
     steps = funnel.steps
+    # The shares are computed per table in thresher.dashboards.summary, not by plotly.js, so the
+    # chart, the table under it and the JSON API say the same numbers.
     fig = go.Figure(go.Funnel(
-        y=[s.label for s in steps], x=[s.rows for s in steps], textinfo="value+percent initial",
-        customdata=[s.detail for s in steps], hovertemplate="%{y}: %{x:,}<br>%{customdata}<extra></extra>",
+        y=[s.label for s in steps], x=[s.rows for s in steps], text=[share_text(s) for s in steps],
+        textinfo="text", customdata=[s.detail for s in steps],
+        hovertemplate="%{y}: %{text}<br>%{customdata}<extra></extra>",
         marker=dict(color=[PALETTE[i % len(PALETTE)] for i in range(len(steps))]),
         connector=dict(line=dict(color=MUTED, width=1)),
     ))
-    return _layout(fig, "Stage funnel: rows in → written → kept → selected", height=max(260, 70 * len(steps) + 90),
-                   yaxis=dict(automargin=True))
+    scope = f"{funnel.table}: " if funnel.table else ""
+    return _layout(fig, f"Stage funnel of {scope}rows in → written → kept → selected",
+                   height=max(260, 70 * len(steps) + 90), yaxis=dict(automargin=True))
 
 
 def quarantine_figure(funnel: Funnel) -> go.Figure:
@@ -71,7 +81,8 @@ def quarantine_figure(funnel: Funnel) -> go.Figure:
     ))
     total = sum(reasons.values())
     largest = max(reasons.values(), default=1)
-    return _layout(fig, f"Quarantined rows by reason ({total:,})", height=max(220, 34 * len(reasons) + 100),
+    scope = f" of {funnel.table}" if funnel.table else ""
+    return _layout(fig, f"Quarantined rows{scope} by reason ({total:,})", height=max(220, 34 * len(reasons) + 100),
                    yaxis=dict(autorange="reversed", automargin=True),
                    xaxis=dict(title="rows", tick0=0, dtick=max(1, math.ceil(largest / 6)), tickformat=",d"))
 
@@ -104,9 +115,10 @@ def histogram_figure(h: Histogram, *, height: int = 300, compact: bool = False, 
     ))
     if h.type.upper() == "BOOLEAN":
         fig.update_xaxes(tickvals=[0, 1], ticktext=["false", "true"])
-    text = (h.column if compact else f"{h.view}.{h.column}") if title else ""
+    scope = f" ({h.table})" if h.table else ""
+    text = (h.column if compact else f"{h.view}.{h.column}{scope}") if title else ""
     _layout(fig, text, height=height, xaxis=dict(title=None if compact else h.column),
-            yaxis=dict(title=None if compact else "documents"))
+            yaxis=dict(title=None if compact else (h.table or "rows")))
     if highlight is not None and h.counts:
         edges = h.edges
         lo = edges[0] if highlight[0] is None else max(highlight[0], edges[0])

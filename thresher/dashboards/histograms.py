@@ -50,6 +50,7 @@ class Histogram:
     below: int  # values left of the shown range (beyond the 0.5th percentile)
     above: int  # values right of it (beyond the 99.5th percentile)
     integer: bool
+    table: str | None = None  # the data table whose rows are counted; None: the whole view
 
     @property
     def missing(self) -> int:
@@ -81,15 +82,38 @@ def bin_layout(column: Column, n: int, vmin: float, vmax: float, q_lo: float | N
     return lo, (hi - lo) / bins, bins, lo, hi
 
 
-def histograms(cat: Catalog, view: str, columns: Sequence[str] | None = None, bins: int = 40) -> list[Histogram]:
-    """Histograms of numeric columns of `view` (all of them by default), in two queries."""
+def table_rows_of(cat: Catalog, view: str, table: str | None) -> str:
+    """The rows of `view` that belong to data table `table` (all rows when None), as a FROM source.
+    Score sidecars hold documents and instructions alike; their doc_ids say which is which."""
+    if table is None:
+        return quote_ident(view)
+    if table not in cat.data_tables():
+        raise NotFound(f"this run has no table {table!r}")
+    if "doc_id" not in cat.column_names(view):
+        raise NotFound(f"view {view!r} has no doc_id column to split by table")
+    return (f"(SELECT * FROM {quote_ident(view)} WHERE CAST(doc_id AS VARCHAR) IN "
+            f"(SELECT CAST(doc_id AS VARCHAR) FROM {quote_ident(table)}))")
+
+
+def view_tables(cat: Catalog, view: str) -> list[str]:
+    """The data tables that have rows in `view` (e.g. ['documents', 'instructions'])."""
+    if "doc_id" not in cat.column_names(view):
+        return []
+    return [t for t in cat.data_tables()
+            if cat.scalar(f"SELECT EXISTS (SELECT 1 FROM {table_rows_of(cat, view, t)})")]
+
+
+def histograms(cat: Catalog, view: str, columns: Sequence[str] | None = None, bins: int = 40,
+               table: str | None = None) -> list[Histogram]:
+    """Histograms of numeric columns of `view` (all of them by default), in two queries; with
+    `table`, of that data table's rows only."""
     if not 1 <= bins <= 500:
         raise InvalidParameter("bins must be between 1 and 500")
     wanted = numeric_columns(cat, view) if columns is None else [cat.column(view, c) for c in columns]
     wanted = [c for c in wanted if c.is_numeric]
     if not wanted:
         return []
-    source = quote_ident(view)
+    source = table_rows_of(cat, view, table)
     parts = ["count(*)"]
     for column in wanted:
         e = value_expr(column)
@@ -126,19 +150,20 @@ def histograms(cat: Catalog, view: str, columns: Sequence[str] | None = None, bi
     for i, (column, n, vmin, vmax, mean, layout) in enumerate(layouts):
         if layout is None:
             result.append(Histogram(view, column.name, column.type, rows, 0, None, None, None, 0.0, 1.0, [], 0, 0,
-                                    column.is_integer))
+                                    column.is_integer, table))
             continue
         lo, width, nbins, _, _ = layout
         result.append(Histogram(
             view=view, column=column.name, type=column.type, rows=rows, values=n, min=vmin, max=vmax, mean=mean,
             lo=lo, width=width, counts=[counted.get((i, b), 0) for b in range(nbins)],
             below=counted.get((i, -1), 0), above=counted.get((i, nbins), 0), integer=column.is_integer,
+            table=table,
         ))
     return result
 
 
-def histogram(cat: Catalog, view: str, column: str, bins: int = 40) -> Histogram:
-    return histograms(cat, view, [column], bins=bins)[0]
+def histogram(cat: Catalog, view: str, column: str, bins: int = 40, table: str | None = None) -> Histogram:
+    return histograms(cat, view, [column], bins=bins, table=table)[0]
 
 
 
@@ -150,8 +175,9 @@ class Band:
     label: str
 
 
-def score_bands(cat: Catalog, view: str, column: str, n: int = 5) -> list[Band]:
-    """Quantile bands of a column (closed ranges [lo, hi]) with the rows each holds."""
+def score_bands(cat: Catalog, view: str, column: str, n: int = 5, table: str | None = None) -> list[Band]:
+    """Quantile bands of a column (closed ranges [lo, hi]) with the rows each holds; with `table`,
+    of that data table's rows only."""
     if not 1 <= n <= 20:
         raise InvalidParameter("bands must be between 1 and 20")
     col = cat.column(view, column)
@@ -159,7 +185,8 @@ def score_bands(cat: Catalog, view: str, column: str, n: int = 5) -> list[Band]:
         raise NotFound(f"column {column!r} of {view!r} is not numeric")
     e = value_expr(col)
     points = [i / n for i in range(n + 1)]
-    quantiles = cat.scalar(f"SELECT quantile_disc({e}, ?::DOUBLE[]) FROM {quote_ident(view)}", [points])
+    source = table_rows_of(cat, view, table)
+    quantiles = cat.scalar(f"SELECT quantile_disc({e}, ?::DOUBLE[]) FROM {source}", [points])
     if not quantiles:
         return []
     edges = sorted(set(float(x) for x in quantiles if x is not None))
@@ -168,7 +195,7 @@ def score_bands(cat: Catalog, view: str, column: str, n: int = 5) -> list[Band]:
     ranges = list(zip(edges[:-1], edges[1:]))
     counts = cat.rows(
         "SELECT " + ", ".join(f"count(*) FILTER (WHERE {e} BETWEEN ? AND ?)" for _ in ranges)
-        + f" FROM {quote_ident(view)}", [x for r in ranges for x in r])[0]
+        + f" FROM {source}", [x for r in ranges for x in r])[0]
     step = 100 / len(ranges)
     return [Band(lo, hi, int(c), f"P{round(i * step)}–P{round((i + 1) * step)}")
             for i, ((lo, hi), c) in enumerate(zip(ranges, counts))]

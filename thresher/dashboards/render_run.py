@@ -22,6 +22,35 @@ from thresher.dashboards.widgets import (
     table,
 )
 
+
+def _reconciliation(funnel: d.Funnel) -> str:
+    verdict = "reconciles" if funnel.reconciled else "DOES NOT reconcile"
+    scope = f"{funnel.table}: " if funnel.table else "every table: "
+    return (f'<p class="{"ok" if funnel.reconciled else "bad"}">{h(scope)}rows in {fmt(funnel.rows_in)} = written '
+            f'{fmt(funnel.rows_written)} + quarantined {fmt(funnel.rows_quarantined)}: {verdict}</p>')
+
+
+def _table_funnel(ctx: RenderContext, funnel: d.Funnel) -> str:
+    """One table's funnel: chart, the same numbers as a table (shares within this table only), and
+    its quarantine reasons."""
+    out = [f'<h3 id="funnel-{h(funnel.table)}">{h(funnel.table)}</h3>']
+    if funnel.reconciled is not None:
+        out.append(_reconciliation(funnel))
+    charts = []
+    if funnel.steps:
+        charts.append(ctx.figure(f.funnel_figure(funnel)))
+    if funnel.quarantine_reasons:
+        charts.append(ctx.figure(f.quarantine_figure(funnel)))
+    if charts:
+        out.append('<div class="row">' + "".join(charts) + "</div>")
+    if funnel.steps:
+        rows = [[h(s.label), h(fmt(s.rows)), h("–" if s.share is None else f"{s.share:.1%}"), h(s.detail)]
+                for s in funnel.steps]
+        out.append(table(["step", "rows", f"% of {funnel.table} rows in", "detail"], rows,
+                         css_class=f"funnel funnel-{funnel.table}"))
+    return "\n".join(out)
+
+
 # -- overview -------------------------------------------------------------------------------------
 
 
@@ -32,16 +61,8 @@ def render_overview(cat: d.Catalog, ctx: RenderContext, params: Params) -> str:
                ("recipe hash", summary.recipe_hash), ("created", summary.created_at),
                *[(f"{t} rows", n) for t, n in summary.table_rows.items()]])]
     if funnel.reconciled is not None:
-        verdict = "reconciles" if funnel.reconciled else "DOES NOT reconcile"
-        out.append(f'<p class="{"ok" if funnel.reconciled else "bad"}">rows in {fmt(funnel.rows_in)} = written '
-                   f'{fmt(funnel.rows_written)} + quarantined {fmt(funnel.rows_quarantined)}: {verdict}</p>')
-    charts = []
-    if funnel.steps:
-        charts.append(ctx.figure(f.funnel_figure(funnel)))
-    if funnel.quarantine_reasons:
-        charts.append(ctx.figure(f.quarantine_figure(funnel)))
-    if charts:
-        out.append('<div class="row">' + "".join(charts) + "</div>")
+        out.append(_reconciliation(funnel))
+    out.extend(_table_funnel(ctx, table_funnel) for table_funnel in d.funnels(cat).values())
 
     stage_rows = []
     for stage in summary.stages:
@@ -113,33 +134,43 @@ def small_multiples(ctx: RenderContext, hists: list) -> str:
 def render_scores(cat: d.Catalog, ctx: RenderContext, params: Params) -> str:
     out = []
     if ctx.static:
+        # One section per view and table: documents and instructions are never binned together.
         for view in d.score_views(cat):
-            hists = d.histograms(cat, view, bins=40)
-            out.append(f'<h3 id="scores-{h(view)}">{h(view)}</h3>'
-                       f'{note(cat.views.get(view, ""))}' + small_multiples(ctx, hists))
+            for table_name in d.view_tables(cat, view):
+                hists = d.histograms(cat, view, bins=40, table=table_name)
+                out.append(f'<h3 id="scores-{h(view)}-{h(table_name)}">{h(view)} · {h(table_name)}</h3>'
+                           f'{note(cat.views.get(view, ""))}' + small_multiples(ctx, hists))
         return "\n".join(out)
     view, column = pick_score_column(cat, params)
+    tables = d.view_tables(cat, view)
+    # A table the chosen view does not hold (the form keeps the last one when the view changes)
+    # falls back to the view's first table rather than an error page.
+    asked = param_str(params, "table")
+    table_name = asked if asked in tables else (tables[0] if tables else None)
     bins = param_int(params, "bins", 40, 2, 200)
     columns = d.score_columns(cat)[view]
     column = column or (columns[0] if columns else None)
-    out.append(f'<form method="get" action="/scores" class="controls">{score_selectors(cat, view, column)} '
+    switch = f' <label>table {select("table", [(t, t) for t in tables], table_name)}</label>'
+    out.append(f'<form method="get" action="/scores" class="controls">{score_selectors(cat, view, column, switch)} '
                f'<label>bins <input type="number" name="bins" min="2" max="200" value="{bins}"></label> '
                '<button type="submit">show</button></form>')
     if column is None:
         return "\n".join(out) + note(f"{view} has no numeric columns")
-    focus = d.histogram(cat, view, column, bins=bins)
+    if table_name is None:
+        return "\n".join(out) + note(f"{view} holds no rows of any table")
+    focus = d.histogram(cat, view, column, bins=bins, table=table_name)
     out.append(ctx.figure(f.histogram_figure(focus, height=380), css_class="fig focus") + note(f.histogram_note(focus)))
-    bands = d.score_bands(cat, view, column, 5)
+    bands = d.score_bands(cat, view, column, 5, table=table_name)
     if bands:
-        out.append("<h3>Score bands</h3>" + table(
-            ["band", "from", "to", "documents", ""],
+        out.append(f"<h3>Score bands of {h(table_name)}</h3>" + table(
+            ["band", "from", "to", "rows", ""],
             [[h(b.label), h(fmt(b.lo)), h(fmt(b.hi)), h(fmt(b.rows)),
               f'<a href="{h(ctx.link("samples", view=view, column=column, lo=repr(b.lo), hi=repr(b.hi)))}">'
               "read documents →</a>"] for b in bands]))
-    out.append(f"<h3>Every column of {h(view)}</h3>")
+    out.append(f"<h3>Every column of {h(view)} ({h(table_name)})</h3>")
     cards = []
-    for x in d.histograms(cat, view, bins=30):
-        link = ctx.link("scores", view=view, column=x.column)
+    for x in d.histograms(cat, view, bins=30, table=table_name):
+        link = ctx.link("scores", view=view, column=x.column, table=table_name)
         small = f.histogram_figure(x, height=220, compact=True, title=False)
         cards.append(f'<div class="card"><a class="focus-link" href="{h(link)}">{h(x.column)}</a>'
                      f'{ctx.figure(small, css_class="fig small", modebar=False)}</div>')

@@ -10,9 +10,17 @@ from thresher.flows.locking import writes_run
 from thresher.flows.mapping import Job, map_cached
 from thresher.flows.tasks import ingest_shard_task
 from thresher.storage.catalog import build_catalog
+from thresher.storage.formats import expand_inputs, file_fingerprint
 from thresher.storage.ingest import finished_stats, ingest_cache_key, needs_retry, retire_superseded
+from thresher.storage.parquet_io import write_json_atomic
 from thresher.storage.readers import InputError, Shard, discover_shards
 from thresher.storage.run_dir import RunDir
+
+# The run's list of input files that directories and globs held but ingest did not read. A JSON file
+# beside run.json rather than a list inside it: run.json is rewritten by every stage, and a directory
+# with thousands of stray files must not bloat it; run.json's ingest entry keeps the counts.
+SKIPPED_INPUTS_FILE = "skipped_inputs.json"
+SAME_CONTENT = "same content as another input (read once)"
 
 
 def plan_shards(inputs: list[InputSpec]) -> list[tuple[InputSpec, Shard]]:
@@ -25,6 +33,37 @@ def plan_shards(inputs: list[InputSpec]) -> list[tuple[InputSpec, Shard]]:
                 seen.add(shard.shard_id)
                 planned.append((spec, shard))
     return planned
+
+
+def skipped_inputs(inputs: list[InputSpec], planned: list[tuple[InputSpec, Shard]]) -> list[dict]:
+    """Every file the inputs' directories and globs held that no shard reads, with why, sorted by
+    path: hidden or of an unknown kind (as expansion found them), or a copy of a file that is read
+    (`same_as` names it)."""
+    read = {shard.path for _spec, shard in planned}
+    first_by_fingerprint = {shard.fingerprint: shard.path for _spec, shard in planned}
+    skipped: dict[str, dict] = {}
+    for spec in inputs:
+        paths, passed_over = expand_inputs(spec)
+        skipped.update({entry.path: {"path": entry.path, "reason": entry.reason} for entry in passed_over})
+        for path in paths:
+            if path in read or path in skipped:
+                continue
+            # Planning kept one shard per content; only a copy of one that is read gets here.
+            try:
+                same_as = first_by_fingerprint.get(file_fingerprint(path))
+            except OSError:
+                same_as = None
+            skipped[path] = {"path": path, "reason": SAME_CONTENT, "same_as": same_as}
+    return [skipped[path] for path in sorted(skipped) if path not in read]
+
+
+def record_skipped_inputs(run: RunDir, skipped: list[dict]) -> dict:
+    """Write the run's skipped_inputs.json and return the counts that go into run.json."""
+    write_json_atomic(run.root / SKIPPED_INPUTS_FILE, skipped)
+    reasons: dict[str, int] = {}
+    for entry in skipped:
+        reasons[entry["reason"]] = reasons.get(entry["reason"], 0) + 1
+    return {"files_skipped": len(skipped), "skipped_reasons": dict(sorted(reasons.items()))}
 
 
 def quarantined_files(stats: list[dict]) -> list[dict]:
@@ -53,6 +92,8 @@ def ingest_flow(run_dir: str, inputs: list[InputSpec], ingest: IngestConfig = In
         run.init(seed=seed)
     planned = plan_shards(inputs)
     run.stage_started("ingest")
+    skipped = skipped_inputs(inputs, planned)
+    skipped_counts = record_skipped_inputs(run, skipped)
     retire_superseded(run, [shard for _spec, shard in planned])
     jobs = [Job((str(run.root), shard, spec, ingest), ingest_cache_key(shard, spec, ingest)) for spec, shard in planned]
 
@@ -62,7 +103,8 @@ def ingest_flow(run_dir: str, inputs: list[InputSpec], ingest: IngestConfig = In
 
     ordered = map_cached(run, ingest_shard_task, jobs, label="ingest", rows=lambda r: r["rows_in"], done=done)
     bad_files = quarantined_files(ordered)
-    summary = {**ingest_summary(ordered), "files_quarantined": len(bad_files), "quarantined_files": bad_files}
+    summary = {**ingest_summary(ordered), "files_quarantined": len(bad_files), "quarantined_files": bad_files,
+               **skipped_counts, "skipped_inputs": skipped}
     build_catalog(run)
     publish_ingest(run.root.name, ordered, summary)
     if planned and len(bad_files) == len(planned):
@@ -82,5 +124,6 @@ def ingest_flow(run_dir: str, inputs: list[InputSpec], ingest: IngestConfig = In
         raise InputError(f"strict ingest: {len(bad_files)} unreadable file(s) and {len(heavy)} file(s) with more than "
                          f"{ingest.max_quarantine_share:.0%} of their rows quarantined (see the quarantine table of "
                          f"{run.root})")
-    run.stage_finished("ingest", **{k: v for k, v in summary.items() if k not in ("seconds", "quarantined_files")})
+    kept_out = ("seconds", "quarantined_files", "skipped_inputs")  # lists that live elsewhere in the run
+    run.stage_finished("ingest", **{k: v for k, v in summary.items() if k not in kept_out})
     return {"run_dir": str(run.root), **summary, "shards_detail": ordered}

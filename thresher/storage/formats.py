@@ -136,31 +136,33 @@ def _path_fingerprint(path: str) -> str:
     return hashlib.blake2b(b"unreadable-path\x1f" + path.encode(), digest_size=16).hexdigest()
 
 
+class SkippedInput(NamedTuple):
+    """A file (or hidden directory) that expanding a directory or glob passed over, and why."""
+
+    path: str
+    reason: str
+
+
+SKIP_UNKNOWN_EXTENSION = "unknown extension (not one of the known input formats)"
+SKIP_HIDDEN_FILE = "hidden file"
+SKIP_HIDDEN_DIRECTORY = "hidden directory (not walked)"
+SKIP_DIRECTORY_SYMLINK = "symlink to a directory (not followed: it could loop)"
+SKIP_NOT_A_FILE = "not a regular file (broken symlink, socket, device...)"
+
+
 def discover_shards(spec: InputSpec) -> list[Shard]:
     """The input files of `spec`, sorted by path, one Shard per distinct file content.
 
     A path may be a file (taken whatever its name), a glob pattern (`**` recurses) or a directory
     (walked recursively). Globs and directories take only files with a known extension
-    (KNOWN_EXTENSIONS) and skip hidden files and directories. A file reached twice, or two files
-    with the same fingerprint, give one shard: the first by path. A file that cannot be read or
-    sniffed gives a shard with a `problem` (see the module docstring).
+    (KNOWN_EXTENSIONS) and skip hidden files and directories (`expand_inputs` says which, and why).
+    A file reached twice, or two files with the same fingerprint, give one shard: the first by path.
+    A file that cannot be read or sniffed gives a shard with a `problem` (see the module docstring).
     """
-    paths: set[str] = set()
-    for pattern in spec.paths:
-        matched = _expand(pattern)
-        if not matched and not _is_glob(pattern) and not os.path.exists(pattern):
-            # A literal path: its usual trouble is a typo, which the extension list below would hide.
-            raise InputError(f"no such file: {pattern}")
-        if not matched:
-            raise InputError(
-                f"{pattern}: matches no input file (globs and directories take only "
-                f"{', '.join(KNOWN_EXTENSIONS)} files)"
-            )
-        paths.update(matched)
-
+    paths, _skipped = expand_inputs(spec)
     shards: list[Shard] = []
     fingerprints: set[str] = set()
-    for path in sorted(paths):
+    for path in paths:
         problem = None
         try:
             fingerprint = file_fingerprint(path)
@@ -190,15 +192,52 @@ def discover_shards(spec: InputSpec) -> list[Shard]:
     return shards
 
 
-def _has_known_extension(name: str) -> bool:
-    return name.endswith(KNOWN_EXTENSIONS) and not name.startswith(".")
+def expand_inputs(spec: InputSpec) -> tuple[list[str], list[SkippedInput]]:
+    """The files `spec.paths` name (absolute, sorted, once each), and what its directories and globs
+    held but passed over, with why (sorted by path). A literal file path is never passed over: it is
+    read whatever its name, and quarantined when it cannot be. Raises InputError for a path that
+    matches no input file."""
+    paths: set[str] = set()
+    skipped: dict[str, str] = {}
+    for pattern in spec.paths:
+        matched = _expand(pattern, skipped)
+        if not matched and not _is_glob(pattern) and not os.path.exists(pattern):
+            # A literal path: its usual trouble is a typo, which the extension list below would hide.
+            raise InputError(f"no such file: {pattern}")
+        if not matched:
+            raise InputError(
+                f"{pattern}: matches no input file (globs and directories take only "
+                f"{', '.join(KNOWN_EXTENSIONS)} files)"
+            )
+        paths.update(matched)
+    # A file that one pattern passed over and another named is read after all.
+    return sorted(paths), [SkippedInput(p, r) for p, r in sorted(skipped.items()) if p not in paths]
 
 
-def _walk(directory: str) -> list[str]:
+def _skip_reason(name: str) -> str | None:
+    """Why a file named `name` found in a directory or by a glob is not read (None: it is read)."""
+    if name.startswith("."):
+        return SKIP_HIDDEN_FILE
+    return None if name.endswith(KNOWN_EXTENSIONS) else SKIP_UNKNOWN_EXTENSION
+
+
+def _walk(directory: str, skipped: dict[str, str] | None = None) -> list[str]:
     found = []
+    skipped = {} if skipped is None else skipped
     for root, dirs, files in os.walk(directory):
+        for name in dirs:
+            path = os.path.abspath(os.path.join(root, name))
+            if name.startswith("."):
+                skipped[path] = SKIP_HIDDEN_DIRECTORY
+            elif os.path.islink(path):  # os.walk does not follow it; say so rather than drop it silently
+                skipped[path] = SKIP_DIRECTORY_SYMLINK
         dirs[:] = [d for d in dirs if not d.startswith(".")]
-        found.extend(os.path.join(root, name) for name in files if _has_known_extension(name))
+        for name in files:
+            reason = _skip_reason(name)
+            if reason is None:
+                found.append(os.path.join(root, name))
+            else:
+                skipped[os.path.abspath(os.path.join(root, name))] = reason
     return found
 
 
@@ -206,16 +245,22 @@ def _is_glob(pattern: str) -> bool:
     return any(char in pattern for char in "*?[")
 
 
-def _expand(pattern: str) -> list[str]:
+def _expand(pattern: str, skipped: dict[str, str] | None = None) -> list[str]:
+    skipped = {} if skipped is None else skipped
     if _is_glob(pattern):
         found = []
         for match in glob.glob(pattern, recursive=True):
+            reason = _skip_reason(os.path.basename(match))
             if os.path.isdir(match):
-                found.extend(_walk(match))
-            elif os.path.isfile(match) and _has_known_extension(os.path.basename(match)):
+                found.extend(_walk(match, skipped))
+            elif not os.path.isfile(match):
+                skipped[os.path.abspath(match)] = SKIP_NOT_A_FILE
+            elif reason is None:
                 found.append(match)
+            else:
+                skipped[os.path.abspath(match)] = reason
     elif os.path.isdir(pattern):
-        found = _walk(pattern)
+        found = _walk(pattern, skipped)
     elif os.path.isfile(pattern):
         found = [pattern]
     else:
