@@ -6,13 +6,14 @@ from __future__ import annotations
 import csv
 import gzip
 import io
+import os
 
 import pyarrow as pa
 import pyarrow.feather as feather
 import pytest
 
-from tests.storage.test_readers import read
-from thresher.config import IngestConfig
+from tests.storage.test_readers import Read, read
+from thresher.config import IngestConfig, InputSpec
 from thresher.schema import make_doc_id
 
 
@@ -118,3 +119,29 @@ def test_a_file_that_is_not_arrow_is_one_unreadable_row(tmp_path):
     assert shard.problem is not None
     [row] = result.quarantined()
     assert row["reason"] == "unreadable_file" and "not an Arrow IPC file or stream" in row["detail"]
+
+
+def test_a_datasets_save_to_disk_folder_reads_its_arrow_shards_and_skips_its_metadata(tmp_path):
+    """`datasets.Dataset.save_to_disk` / `DatasetDict.save_to_disk` folders (what a user of `datasets`
+    has): the Arrow shards are read as documents; state.json, dataset_info.json and dataset_dict.json
+    describe the data and are listed as skipped, never quarantined as bad JSON."""
+    datasets = pytest.importorskip("datasets")
+    from thresher.storage.formats import SKIP_DATASET_METADATA, expand_inputs
+    from thresher.storage.readers import discover_shards
+
+    texts = [f"saved document {i}" for i in range(30)]
+    split = datasets.Dataset.from_dict({"text": texts, "url": [f"https://example.org/{i}" for i in range(30)]})
+    datasets.DatasetDict({"train": split, "test": split.select(range(5))}).save_to_disk(str(tmp_path / "saved"))
+    spec = InputSpec(paths=[str(tmp_path / "saved")])
+    paths, skipped = expand_inputs(spec)
+    assert paths and all(p.endswith(".arrow") for p in paths)
+    assert sorted(os.path.basename(s.path) for s in skipped) == [
+        "dataset_dict.json", "dataset_info.json", "dataset_info.json", "state.json", "state.json"]
+    assert {s.reason for s in skipped} == {SKIP_DATASET_METADATA}
+    rows = []
+    for shard in discover_shards(spec):
+        assert shard.format == "arrow" and shard.table == "documents"
+        result = Read(shard, spec, IngestConfig())
+        assert result.quarantined() == []
+        rows += [r["text"] for r in result.rows()]
+    assert sorted(rows) == sorted(texts + texts[:5])

@@ -148,6 +148,10 @@ SKIP_HIDDEN_FILE = "hidden file"
 SKIP_HIDDEN_DIRECTORY = "hidden directory (not walked)"
 SKIP_DIRECTORY_SYMLINK = "symlink to a directory (not followed: it could loop)"
 SKIP_NOT_A_FILE = "not a regular file (broken symlink, socket, device...)"
+SKIP_DATASET_METADATA = "datasets save_to_disk metadata (the folder's .arrow files are read)"
+# What `datasets.Dataset.save_to_disk` writes next to its Arrow shards (and DatasetDict above its
+# split folders): JSON that describes the data, not data; reading it as JSON lines would quarantine it.
+_SAVE_TO_DISK_METADATA = ("state.json", "dataset_info.json", "dataset_dict.json")
 
 
 def discover_shards(spec: InputSpec) -> list[Shard]:
@@ -232,13 +236,23 @@ def _walk(directory: str, skipped: dict[str, str] | None = None) -> list[str]:
             elif os.path.islink(path):  # os.walk does not follow it; say so rather than drop it silently
                 skipped[path] = SKIP_DIRECTORY_SYMLINK
         dirs[:] = [d for d in dirs if not d.startswith(".")]
+        saved_dataset = _is_save_to_disk_folder(root, files)
         for name in files:
-            reason = _skip_reason(name)
+            reason = SKIP_DATASET_METADATA if saved_dataset and name in _SAVE_TO_DISK_METADATA else _skip_reason(name)
             if reason is None:
                 found.append(os.path.join(root, name))
             else:
                 skipped[os.path.abspath(os.path.join(root, name))] = reason
     return found
+
+
+def _is_save_to_disk_folder(directory: str, files: list[str]) -> bool:
+    """A `datasets` save_to_disk folder: a Dataset (state.json + dataset_info.json + .arrow shards) or
+    a DatasetDict (dataset_dict.json naming split folders)."""
+    names = set(files)
+    if "dataset_dict.json" in names:
+        return True
+    return {"state.json", "dataset_info.json"} <= names and any(n.endswith(".arrow") for n in names)
 
 
 def _is_glob(pattern: str) -> bool:
