@@ -153,3 +153,20 @@ def test_ingest_of_a_missing_input_names_it(tmp_path):
                          env={**os.environ, "PREFECT_API_URL": PREFECT_API_URL.value()})
     assert out.returncode == 2, out.stdout + out.stderr
     assert "absent.jsonl" in out.stderr
+
+
+@pytest.mark.usefixtures("prefect_for_cli")
+def test_ingest_text_mode_lines_makes_every_line_a_document(sample_data, tmp_path):
+    """A Wikipedia dump with one article a line: `--text-mode lines` gives one document per article,
+    the default one document for the file."""
+    articles = (sample_data / "wikipedia_sample.txt").read_text(encoding="utf-8").splitlines()[:6]
+    source = tmp_path / "wiki.txt"
+    source.write_text("\n".join(articles) + "\n\n", encoding="utf-8")
+    for mode, expected in (("lines", len([a for a in articles if a.strip()])), ("file", 1)):
+        run_dir = tmp_path / f"run-{mode}"
+        ingested = invoke("ingest", str(run_dir), str(source), "--text-mode", mode)
+        assert ingested.exit_code == 0, ingested.output
+        with open_catalog(RunDir(run_dir)) as con:
+            assert con.execute("SELECT count(*) FROM documents").fetchall() == [(expected,)]
+    bad = invoke("ingest", str(tmp_path / "run-bad"), str(source), "--text-mode", "paragraphs")
+    assert bad.exit_code == 2 and "text_mode" in bad.output

@@ -19,8 +19,11 @@ RunDirArg = Annotated[Path, typer.Argument(help="run directory (created if absen
 def ingest(
     run_dir: RunDirArg,
     inputs: Annotated[list[str], typer.Argument(help="input files, globs or directories")],
-    format: Annotated[str, typer.Option(help="auto|c4|fineweb|refinedweb|jsonl|parquet|alpaca|sharegpt")] = "auto",
-    text_field: Annotated[str | None, typer.Option(help="text column for jsonl/parquet")] = None,
+    format: Annotated[str, typer.Option(
+        help="auto|c4|fineweb|refinedweb|jsonl|parquet|csv|tsv|arrow|text|alpaca|sharegpt")] = "auto",
+    text_field: Annotated[str | None, typer.Option(help="text column for jsonl/parquet/csv/arrow")] = None,
+    text_mode: Annotated[str, typer.Option(
+        help="plain-text files: file (one document per file) or lines (one per non-blank line)")] = "file",
     url_field: Annotated[str | None, typer.Option(help="URL column for jsonl/parquet")] = None,
     max_doc_bytes: Annotated[int, typer.Option(help="quarantine documents larger than this")] = 2 << 20,
     batch_rows: Annotated[int, typer.Option(help="rows per Arrow batch / Parquet row group")] = 2048,
@@ -38,7 +41,8 @@ def ingest(
     from thresher.flows.ingest import ingest_flow
 
     try:
-        spec = InputSpec(paths=inputs, format=format, text_field=text_field, url_field=url_field)
+        spec = InputSpec(paths=inputs, format=format, text_field=text_field, url_field=url_field,
+                         text_mode=text_mode)
         config = IngestConfig(max_doc_bytes=max_doc_bytes, batch_rows=batch_rows,
                               max_quarantine_share=max_quarantine_share, strict=strict)
     except ValidationError as exc:
