@@ -238,6 +238,40 @@ def injection(
     console.print(format_results(results))
 
 
+def _texts(paths: list[Path]) -> list[str]:
+    """Texts of JSONL (`text` per line) or JSON-array files (`text`, or an Alpaca record's `output`)."""
+    texts = []
+    for path in paths:
+        raw = path.read_text(encoding="utf-8")
+        records = (json.loads(raw) if raw.lstrip().startswith("[")
+                   else [json.loads(line) for line in raw.splitlines() if line.strip()])
+        texts += [r.get("text") or r.get("output") or "" for r in records if isinstance(r, dict)]
+    return [t for t in texts if t.strip()]
+
+
+@app.command("train-injection-head")
+def train_injection_head(
+    out: Annotated[Path, typer.Option("--out", help="where the head's JSON goes (give it to a judge as "
+                                      "-o injection_head=PATH, or `injection_head:` in a recipe)")],
+    attacks: Annotated[list[Path], typer.Option("--attacks", help="attack texts: JSONL with `text`; repeatable")],
+    benign: Annotated[list[Path], typer.Option("--benign", help="benign texts: JSONL with `text`, or Alpaca JSON "
+                                               "(its answers); real answers and look-alikes; repeatable")],
+    threshold: Annotated[float, typer.Option(help="P(injection) above which a text is flagged")] = 0.8,
+) -> None:
+    """Fit the learned prompt-injection detector (a logistic head on MiniLM sentence embeddings) that
+    judges can use beside the patterns."""
+    from thresher.judges.injection_head import fit_injection_head
+
+    attack_texts, benign_texts = _texts(attacks), _texts(benign)
+    if not attack_texts or not benign_texts:
+        fail("the head needs attack texts and benign texts", hint="JSONL files with a `text` field")
+    head = fit_injection_head(attack_texts, benign_texts, threshold=threshold)
+    head.save(out)
+    console.print(f"injection head: {len(attack_texts)} attack and {len(benign_texts)} benign texts "
+                  f"({head.trained_on['positives']} / {head.trained_on['negatives']} with their sentences), "
+                  f"threshold {threshold} -> {out}")
+
+
 @app.command()
 def prompts() -> None:
     """List the judge prompts shipped with thresher and their versions."""

@@ -29,6 +29,7 @@ from __future__ import annotations
 
 import dataclasses
 import hashlib
+import os
 import threading
 import time
 from collections import Counter
@@ -127,6 +128,8 @@ class LLMJudge(ScorerBase):
     sample_fraction: float = 1.0
     sample_seed: int = 0
     on_injection: Literal["floor", "flag"] = "floor"
+    # A learned injection detector (JSON from `thresher judge train-injection-head`) beside the patterns.
+    injection_head: str | None = None
 
 
     def __post_init__(self) -> None:
@@ -276,9 +279,10 @@ class LLMJudge(ScorerBase):
             keys, cache, self.batch_size,
             lambda indices: self._judge_uncached(spec_backend, [fields[i] for i in indices]),  # type: ignore[misc]
             lambda key, i, judgment: (key, model_id, str(self.prompt_version), hashes[i], judgment.to_result()))
-        for i in todo:
+        learned = self._learned_flags([fields[i] for i in todo])  # type: ignore[misc]
+        for i, flagged in zip(todo, learned):
             judgment = Judgment.from_result(results[i], cached=True) if keys[i] in hits else results[i]
-            out[i] = self._screened(judgment, fields[i])  # type: ignore[arg-type]
+            out[i] = self._screened(judgment, fields[i], flagged)  # type: ignore[arg-type]
         done = [j for j in out if j is not None]
         counts = {
             "rows": len(rows),
@@ -294,14 +298,27 @@ class LLMJudge(ScorerBase):
             stats.update(counts)
         return out  # type: ignore[return-value]
 
-    def _screened(self, judgment: Judgment, fields: dict[str, str]) -> Judgment:
-        """The judgment with the injection pattern found in its input, floored when the judged text
-        (the response, the web extract) holds one (after the cache: the model's judgment is cached
-        as it was, the screen is a regex)."""
+    def _learned_flags(self, rows: list[dict[str, str]]) -> list[bool]:
+        """What the learned detector (`injection_head`, thresher.judges.injection_head) flags in each
+        row's judged text; nothing without one."""
+        if not self.injection_head:
+            return [False] * len(rows)
+        from thresher.judges.injection_head import load_head
+
+        head = load_head(self.injection_head, os.stat(self.injection_head).st_mtime_ns)
+        judged = self.template.fields[-1]
+        return head.flags([row.get(judged, "") for row in rows])
+
+    def _screened(self, judgment: Judgment, fields: dict[str, str], learned_flag: bool = False) -> Judgment:
+        """The judgment with the injection found in its input (a pattern, or the learned head's
+        flag), floored when the judged text (the response, the web extract) holds one (after the
+        cache: the model's judgment is cached as it was, the screens are not)."""
         found = detect_injection(fields)
         judged = self.template.fields[-1]  # an instruction may ask for a rating; the judged text may not
-        if (found and self.on_injection == "floor" and judgment.score is not None
-                and detect_injection({judged: fields.get(judged, "")})):
+        in_judged = learned_flag or (found is not None
+                                     and detect_injection({judged: fields.get(judged, "")}) is not None)
+        found = found or ("learned_head" if learned_flag else None)
+        if in_judged and self.on_injection == "floor" and judgment.score is not None:
             return dataclasses.replace(judgment, injection=found, score=self.score_range[0])
         return dataclasses.replace(judgment, injection=found)
 
