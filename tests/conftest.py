@@ -10,12 +10,12 @@ import pytest
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
 
-# One thread per numeric library, set before anything imports torch (and inherited by the CLI and
-# kill-test children): the suite runs on two cores shared with the Prefect server, child processes
-# and other work, where OpenMP threads spin-waiting for a busy core made the model tests several
-# times slower than one thread (tests/llm/test_transformers_backend.py: 116 s against 18 s).
-for _variable in ("OMP_NUM_THREADS", "MKL_NUM_THREADS", "OPENBLAS_NUM_THREADS"):
-    os.environ.setdefault(_variable, "1")
+# OpenMP threads that wait for work sleep instead of spinning, set before anything imports torch
+# (and inherited by the CLI and kill-test children). On two cores shared with the Prefect server,
+# child processes and other work, spinning threads made the model tests several times slower
+# (tests/llm/test_transformers_backend.py under load: 116-132 s spinning, 17-21 s passive, 18-20 s
+# with one thread); forcing one thread instead cost the demo fixture 242 s against 153 s when idle.
+os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
 os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
 
 

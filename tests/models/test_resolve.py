@@ -19,6 +19,16 @@ from thresher.models.resolve import (
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 
 
+@pytest.fixture(autouse=True)
+def _one_torch_thread():
+    # a shared 2-core machine: two OpenMP threads contending with other processes are slower than one
+    torch = pytest.importorskip("torch")
+    previous = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(previous)
+
+
 @pytest.fixture(scope="session")
 def smollm2():
     """(converted directory, seconds the conversion took here, cache root): the packaged SmolLM2 in

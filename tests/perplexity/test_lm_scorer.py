@@ -25,6 +25,16 @@ SENTENCES = [
 ]
 
 
+@pytest.fixture(autouse=True)
+def _one_torch_thread():
+    # The development machine is shared: two OpenMP threads fighting other processes for two
+    # cores run several times slower than one.
+    previous = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(previous)
+
+
 @pytest.fixture(scope="session")
 def tiny_lm(tmp_path_factory):
     """A randomly initialised 1-layer GPT-2 with a BPE tokenizer: for the mechanics, not quality."""
