@@ -145,3 +145,6 @@ def test_a_datasets_save_to_disk_folder_reads_its_arrow_shards_and_skips_its_met
         assert result.quarantined() == []
         rows += [r["text"] for r in result.rows()]
     assert sorted(rows) == sorted(texts + texts[:5])
+    # A glob over the same folders reads the same shards and passes over the same metadata.
+    globbed, skipped_by_glob = expand_inputs(InputSpec(paths=[str(tmp_path / "saved" / "**" / "*")]))
+    assert globbed == paths and {s.reason for s in skipped_by_glob} == {SKIP_DATASET_METADATA}

@@ -238,12 +238,18 @@ def _walk(directory: str, skipped: dict[str, str] | None = None) -> list[str]:
         dirs[:] = [d for d in dirs if not d.startswith(".")]
         saved_dataset = _is_save_to_disk_folder(root, files)
         for name in files:
-            reason = SKIP_DATASET_METADATA if saved_dataset and name in _SAVE_TO_DISK_METADATA else _skip_reason(name)
+            reason = _reason_in_folder(name, saved_dataset)
             if reason is None:
                 found.append(os.path.join(root, name))
             else:
                 skipped[os.path.abspath(os.path.join(root, name))] = reason
     return found
+
+
+def _reason_in_folder(name: str, saved_dataset: bool) -> str | None:
+    """Why a file found in a folder is not read (None: it is read); a save_to_disk folder's metadata
+    is not data."""
+    return SKIP_DATASET_METADATA if saved_dataset and name in _SAVE_TO_DISK_METADATA else _skip_reason(name)
 
 
 def _is_save_to_disk_folder(directory: str, files: list[str]) -> bool:
@@ -264,7 +270,10 @@ def _expand(pattern: str, skipped: dict[str, str] | None = None) -> list[str]:
     if _is_glob(pattern):
         found = []
         for match in glob.glob(pattern, recursive=True):
-            reason = _skip_reason(os.path.basename(match))
+            name = os.path.basename(match)
+            folder = os.path.dirname(match) or "."
+            saved_dataset = name in _SAVE_TO_DISK_METADATA and _is_save_to_disk_folder(folder, os.listdir(folder))
+            reason = _reason_in_folder(name, saved_dataset)
             if os.path.isdir(match):
                 found.extend(_walk(match, skipped))
             elif not os.path.isfile(match):
