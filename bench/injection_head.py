@@ -8,7 +8,7 @@ ShareGPT answers. A text's score is the highest over its sentences and the whole
 on the held-out blind set 2 (never tuned on) and on real text the head did not see, alone and
 OR-ed with the pattern detector (thresher.judges.detect), at several thresholds:
 
-    .venv/bin/python bench/injection_head.py [--seed 0] [--threads 1]
+    .venv/bin/python bench/injection_head.py [--seed 0]
 """
 
 from __future__ import annotations
@@ -17,7 +17,6 @@ import argparse
 import json
 import os
 import random
-import re
 import sys
 import time
 from pathlib import Path
@@ -28,19 +27,12 @@ sys.path.insert(0, str(REPO))
 
 import numpy as np  # noqa: E402
 
-from thresher.embeddings.models import get_encoder  # noqa: E402
 from thresher.judges.agreement import load_pairs  # noqa: E402
 from thresher.judges.detect import detect_injection  # noqa: E402
-from thresher.judges.fitting import logistic_fit, sigmoid  # noqa: E402
+from thresher.judges.injection_head import POSITIVE_REPEAT, fit_injection_head, sentences  # noqa: E402
 
 DATA = REPO / "tests" / "data"
 THRESHOLDS = (0.7, 0.8, 0.9, 0.95)
-POSITIVE_REPEAT = 20  # attacks are few; repeat them rather than weight them (logistic_fit has no weights)
-
-
-def sentences(text: str) -> list[str]:
-    parts = [p.strip() for p in re.split(r"(?<=[.!?。])\s+|\n+", text) if len(p.strip()) >= 8]
-    return parts or [text]
 
 
 def injection_texts(name: str) -> list[str]:
@@ -51,16 +43,8 @@ def injection_texts(name: str) -> list[str]:
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--seed", type=int, default=0)
-    parser.add_argument("--threads", type=int, default=1)
     args = parser.parse_args()
     started = time.perf_counter()
-    encoder = get_encoder("all-minilm-l6-v2", onnx_file=None, backend="onnx", device="cpu", dtype="auto",
-                          max_seq_length=128, batch_size=64, threads=args.threads, trust_remote_code=False,
-                          fingerprint=None)
-
-    def embed(texts: list[str]) -> np.ndarray:
-        return np.asarray(encoder.encode(texts).vectors, dtype=float)
-
     rng = random.Random(args.seed)
     alpaca = [r["output"] for r in json.loads((DATA / "alpaca_sample.json").read_text())]
     sharegpt = [t["value"] for c in json.loads((DATA / "sharegpt_sample.json").read_text())
@@ -68,20 +52,17 @@ def main() -> None:
     real_sentences = [s for t in alpaca + sharegpt[:600] for s in sentences(t)]
     rng.shuffle(real_sentences)
     attacks, benign = injection_texts("attacks_blind"), injection_texts("benign_lookalikes")
-    positives = attacks + [s for t in attacks for s in sentences(t)]
-    negatives = benign + [s for t in benign for s in sentences(t)] + real_sentences[:4000]
-    x = np.vstack([np.repeat(embed(positives), POSITIVE_REPEAT, axis=0), embed(negatives)])
-    y = np.r_[np.ones(len(positives) * POSITIVE_REPEAT), np.zeros(len(negatives))]
-    weights, bias = logistic_fit(x, y, l2=1e-3)
+    fitted = fit_injection_head(attacks, benign + real_sentences[:4000])
 
     def score(texts: list[str]) -> np.ndarray:
-        return np.array([float(sigmoid(embed([*sentences(t), t]) @ weights + bias).max()) for t in texts])
+        return np.array(fitted.scores(texts))
 
     def patterns(texts: list[str]) -> np.ndarray:
         return np.array([detect_injection({"text": t}) is not None for t in texts])
 
-    print(f"fitted on {len(positives)} attack texts/sentences (x{POSITIVE_REPEAT}) and {len(negatives)} "
-          f"benign ones; seed {args.seed}; {time.perf_counter() - started:.0f} s so far", flush=True)
+    print(f"fitted on {fitted.trained_on['positives']} attack texts/sentences (x{POSITIVE_REPEAT}) and "
+          f"{fitted.trained_on['negatives']} benign ones; seed {args.seed}; "
+          f"{time.perf_counter() - started:.0f} s so far", flush=True)
     held_attacks, held_benign = injection_texts("attacks_blind2"), injection_texts("benign_lookalikes2")
     unseen = {
         "Alpaca answers (alpaca_5000, first 1,000)": [r["output"] for r in json.loads(

@@ -313,10 +313,11 @@ class LLMJudge(ScorerBase):
         """The judgment with the injection found in its input (a pattern, or the learned head's
         flag), floored when the judged text (the response, the web extract) holds one (after the
         cache: the model's judgment is cached as it was, the screens are not)."""
-        found = detect_injection(fields)
         judged = self.template.fields[-1]  # an instruction may ask for a rating; the judged text may not
-        in_judged = learned_flag or (found is not None
-                                     and detect_injection({judged: fields.get(judged, "")}) is not None)
+        # Each field scanned once: the first pattern found (in field order) names the row's injection.
+        by_field = {name: detect_injection({name: text}) for name, text in fields.items()}
+        found = next((reason for reason in by_field.values() if reason), None)
+        in_judged = learned_flag or by_field.get(judged) is not None
         found = found or ("learned_head" if learned_flag else None)
         if in_judged and self.on_injection == "floor" and judgment.score is not None:
             return dataclasses.replace(judgment, injection=found, score=self.score_range[0])
