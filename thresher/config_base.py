@@ -53,7 +53,8 @@ class InputSpec(StrictModel):
     """One input source: files, globs or directories of one format."""
 
     paths: list[str] = Field(
-        min_length=1, description="files, glob patterns or directories (one may be given as a string)")
+        min_length=1, description="files, glob patterns, directories or Hugging Face datasets "
+        "(hf://datasets/<owner>/<name>[@<revision>][/<path or glob>], from the local HF cache); one may be a string")
     format: InputFormat = Field(
         "auto", description="reader preset; 'auto' decides from the file name and columns"
     )

@@ -5,8 +5,10 @@ It loads the recipe with the models curate uses (`thresher.config.Recipe`, relat
 to the recipe file as `load_recipe` does), and where the schema fails it still checks every section
 that is valid on its own, so that one run lists every mistake. Then what only the files can say:
 inputs exist, are readable and of a format the sniffer knows; recipe SQL parses as one statement
-where curate splices it; scorers, judges and models resolve locally (packaged, a path, or the
-Hugging Face cache: nothing is downloaded, converted or loaded); the run directory can be written.
+where curate splices it, and names only columns the run will have (the table's, its scorers' and
+judges', the dedup/DSIR/embedding sidecars', and an existing run's); scorers, judges and models
+resolve locally (packaged, a path, or the Hugging Face cache: nothing is downloaded, converted or
+loaded); the run directory can be written.
 Nothing is written: no run directory, no cache entry.
 """
 
@@ -30,6 +32,10 @@ _ORDER_BY = "SELECT 1 ORDER BY {}"
 _QUERY = "{}"
 _CANDIDATES = "SELECT * FROM ({})"
 _SCORE = "SELECT {} AS s"
+# The same SQL bound against the columns the run will have (thresher/cli/future_columns.py).
+_PREDICATE_ON = "SELECT 1 FROM {table}_scored WHERE ({{}})"
+_ORDER_BY_ON = "SELECT 1 FROM {table}_scored ORDER BY {{}}"
+_SCORE_ON = "SELECT {{}} AS s FROM {table}_scored"
 # Backends that run a model on this machine (an OpenAI-compatible server names its own models).
 _LOCAL_BACKENDS = ("transformers", "llama_cpp", "vllm")
 _MODEL_FILE_SUFFIXES = (".arpa", ".bin", ".binary", ".klm", ".model", ".gguf", ".onnx")
@@ -129,6 +135,7 @@ class _Checks:
         self.problems = problems
         self.files = 0
         self.models: list[str] = []
+        self.columns: list | None = None  # the run's future sidecar columns; None: cannot be predicted
 
     def add(self, where: str, message: str) -> None:
         self.problems.append(f"{where}: {' '.join(str(message).split())}")
@@ -148,6 +155,7 @@ class _Checks:
         for key in ("scorers", "judges"):
             for i, spec in _items(sections, key):
                 self.scorer(f"{key}.{i}", spec.name, spec.params)
+        self.columns = self.future_columns(sections)
         for i, selection in _items(sections, "selections"):
             self.selection(f"selections.{i}", selection)
         if sections.get("dsir") is not None:
@@ -242,7 +250,19 @@ class _Checks:
 
     # -- SQL ---------------------------------------------------------------------------------------
 
-    def sql(self, where: str, sql: str | None, template: str) -> None:
+    def future_columns(self, sections: dict[str, Any]) -> list | None:
+        from thresher.cli.future_columns import UnknownColumns, future_fields
+
+        run_dir = Path(self.anchored(sections["run_dir"])) if sections.get("run_dir") is not None else None
+        try:
+            return future_fields(sections, run_dir if run_dir is not None and run_dir.is_dir() else None)
+        except UnknownColumns:
+            return None  # a scorer that does not build is reported as such; its columns are unknown
+
+    def sql(self, where: str, sql: str | None, template: str, on: tuple[str, str] | None = None) -> None:
+        """`sql` parses where `template` splices it; with `on` = (template over `<table>_scored`,
+        table), it also names only columns the run will have."""
+        from thresher.cli.future_columns import unknown_column_problem
         from thresher.storage.sql import single_statement
 
         if sql is None:
@@ -252,11 +272,17 @@ class _Checks:
         except ValueError as exc:
             # DuckDB's excerpt of the query with a caret needs its line breaks: left out, as by `fail_on`.
             self.add(where, error_lines(exc)[0].removeprefix(f"{where}: "))
+            return
+        if on is not None and self.columns is not None:
+            bound_template, table = on
+            problem = unknown_column_problem(sql, bound_template.format(table=table), table, self.columns)
+            if problem is not None:
+                self.add(where, problem)
 
     def selection(self, where: str, selection: Any) -> None:
         for j, step in enumerate(selection.where):
-            self.sql(f"{where}.where.{j}.sql", step.sql, _PREDICATE)
-        self.sql(f"{where}.order_by", selection.order_by, _ORDER_BY)
+            self.sql(f"{where}.where.{j}.sql", step.sql, _PREDICATE, (_PREDICATE_ON, selection.table))
+        self.sql(f"{where}.order_by", selection.order_by, _ORDER_BY, (_ORDER_BY_ON, selection.table))
 
     def dsir(self, config: Any) -> None:
         for i, target in enumerate(config.targets):
@@ -264,7 +290,10 @@ class _Checks:
                 self.inputs(f"dsir.targets.{i}.inputs.{j}", spec)
             self.sql(f"dsir.targets.{i}.sql", target.sql, _QUERY)
         if config.selection is not None:
-            self.sql("dsir.selection.where", config.selection.where, _PREDICATE)
+            view = config.selection.where_view
+            table = view.removesuffix("_scored") if view in ("documents_scored", "instructions_scored") else None
+            self.sql("dsir.selection.where", config.selection.where, _PREDICATE,
+                     (_PREDICATE_ON, table) if table else None)
             self.sql("dsir.selection.candidates_sql", config.selection.candidates_sql, _CANDIDATES)
 
     def embeddings(self, config: Any) -> None:
@@ -274,11 +303,11 @@ class _Checks:
         except Exception as exc:  # noqa: BLE001 - shown as the recipe's problem
             self.add("embeddings.embed.model", _reason(exc))
         for i, distill in enumerate(config.distill):
-            self.sql(f"embeddings.distill.{i}.target", distill.target, _SCORE)
-            self.sql(f"embeddings.distill.{i}.where", distill.where, _PREDICATE)
+            self.sql(f"embeddings.distill.{i}.target", distill.target, _SCORE, (_SCORE_ON, distill.table))
+            self.sql(f"embeddings.distill.{i}.where", distill.where, _PREDICATE, (_PREDICATE_ON, distill.table))
         for i, diversity in enumerate(config.diversity):
-            self.sql(f"embeddings.diversity.{i}.score_sql", diversity.score_sql, _SCORE)
-            self.sql(f"embeddings.diversity.{i}.where", diversity.where, _PREDICATE)
+            self.sql(f"embeddings.diversity.{i}.score_sql", diversity.score_sql, _SCORE, (_SCORE_ON, diversity.table))
+            self.sql(f"embeddings.diversity.{i}.where", diversity.where, _PREDICATE, (_PREDICATE_ON, diversity.table))
 
     def summary(self, sections: dict[str, Any]) -> str:
         stages = ["ingest", "score"] + [s for s in ("dedup", "dsir", "judges", "embeddings", "selections", "augment")

@@ -31,6 +31,7 @@ import zstandard
 from thresher.config_base import InputSpec
 from thresher.schema import QuarantineReason
 from thresher.storage.file_errors import DECOMPRESSION_ERRORS, InputError, open_parquet  # noqa: F401 (re-exported)
+from thresher.storage.hf_datasets import is_hf_dataset, resolve_hf_dataset
 from thresher.storage.readers_tabular import open_columnar
 
 TEXT_EXTENSIONS = (".txt", ".txt.gz", ".txt.zst")
@@ -157,9 +158,11 @@ _SAVE_TO_DISK_METADATA = ("state.json", "dataset_info.json", "dataset_dict.json"
 def discover_shards(spec: InputSpec) -> list[Shard]:
     """The input files of `spec`, sorted by path, one Shard per distinct file content.
 
-    A path may be a file (taken whatever its name), a glob pattern (`**` recurses) or a directory
-    (walked recursively). Globs and directories take only files with a known extension
-    (KNOWN_EXTENSIONS) and skip hidden files and directories (`expand_inputs` says which, and why).
+    A path may be a file (taken whatever its name), a glob pattern (`**` recurses), a directory
+    (walked recursively) or a Hugging Face dataset (`hf://datasets/<owner>/<name>[/<path>]`, read
+    from its snapshot in the local Hugging Face cache: thresher.storage.hf_datasets). Globs and
+    directories take only files with a known extension (KNOWN_EXTENSIONS) and skip hidden files and
+    directories (`expand_inputs` says which, and why).
     A file reached twice, or two files with the same fingerprint, give one shard: the first by path.
     A file that cannot be read or sniffed gives a shard with a `problem` (see the module docstring).
     """
@@ -204,6 +207,8 @@ def expand_inputs(spec: InputSpec) -> tuple[list[str], list[SkippedInput]]:
     paths: set[str] = set()
     skipped: dict[str, str] = {}
     for pattern in spec.paths:
+        if is_hf_dataset(pattern):
+            pattern = resolve_hf_dataset(pattern)  # its snapshot in the local Hugging Face cache
         matched = _expand(pattern, skipped)
         if not matched and not _is_glob(pattern) and not os.path.exists(pattern):
             # A literal path: its usual trouble is a typo, which the extension list below would hide.
