@@ -6,6 +6,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
+from tests.cli.test_validate import run_validate
 from thresher.cli.future_columns import TABLE_SCHEMAS, future_fields
 from thresher.cli.validate import check_recipe
 from thresher.config import Recipe
@@ -31,7 +32,7 @@ def write_recipe(root: Path, selections: str, extra: str = "") -> Path:
 
 
 def test_a_misspelt_column_is_named_with_the_nearest_real_ones(tmp_path):
-    recipe = write_recipe(tmp_path, (
+    write_recipe(tmp_path, (
         "  - name: long\n"
         "    where:\n"
         "      - {name: words, sql: 'gopher_word_cont >= 50'}\n"
@@ -39,7 +40,9 @@ def test_a_misspelt_column_is_named_with_the_nearest_real_ones(tmp_path):
         "    order_by: lang_scor DESC\n"
         "    limit: 10\n"
     ))
-    problems, _ = check_recipe(recipe, [])
+    result = run_validate("recipe.yaml", cwd=tmp_path)  # a real process, as a user runs it
+    assert result.returncode == 2, result.stderr
+    problems = [line.strip() for line in result.stderr.splitlines()[1:]]
     assert len(problems) == 2, problems
     by_field = dict(p.split(": ", 1) for p in problems)
     assert by_field["selections.0.where.0.sql"].startswith("no column gopher_word_cont in documents_scored")
