@@ -15,6 +15,7 @@ from pydantic import Field, ValidationError, ValidationInfo, field_validator, mo
 from pydantic_core import InitErrorDetails, PydanticCustomError
 
 from thresher.augment.config import AugmentConfig
+from thresher.classifier.config import ClassifierConfig, unique_names
 from thresher.config_base import (  # noqa: F401  (re-exported: the public config namespace)
     DEFAULT_SCORERS,
     ConfigError,
@@ -70,6 +71,10 @@ class Recipe(StrictModel):
     embeddings: EmbeddingsConfig | None = Field(
         None, description="sentence embeddings (+ semantic dedup, judge distillation, diversity selections); "
         "run after the judges, before the selections")
+    classifiers: list[ClassifierConfig] = Field(
+        default_factory=list, description="fastText quality classifiers (from a judge's labels or a reference set), "
+        "run after the judges and embeddings, before the selections: columns classifier_<name>_score and "
+        "classifier_<name>_pct")
     selections: list[SelectionRecipe] = Field(
         default_factory=list, description="SQL selections, run last; each writes selections/<name>/")
     augment: AugmentConfig | None = Field(
@@ -88,6 +93,7 @@ class Recipe(StrictModel):
         clashes = sorted({n for n in names if names.count(n) > 1})
         if clashes:
             raise ValueError(f"selection names must be unique (each writes selections/<name>/): {', '.join(clashes)}")
+        unique_names(list(self.classifiers))
         return self
 
     @field_validator("scorers", "judges")

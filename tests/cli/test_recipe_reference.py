@@ -67,7 +67,7 @@ def test_rows_render_types_defaults_and_constraints(row):
 
 def test_shared_models_name_every_place_they_are_used():
     places = {model.__name__: paths for model, paths in model_places(Recipe).items()}
-    assert places["InputSpec"] == ["inputs[]", "dsir.targets[].inputs[]"]
+    assert places["InputSpec"] == ["inputs[]", "dsir.targets[].inputs[]", "classifiers[].reference[]"]
     assert places["LMSpec"] == ["augment.generator", "augment.responder", "augment.judge"]
     assert places["ScorerSpec"] == ["scorers[]", "judges[]"]
     assert render_type(dict[str, list[int] | None]) == "map of str to list of int or null"

@@ -51,6 +51,7 @@ TEST_PARAMS = {
     "ifd": lambda models: {"model": FIXED, "max_question_tokens": 32, "max_answer_tokens": 32},
     "embed": lambda models: {"backend": "onnx", "max_seq_length": 64},
     "distilled": lambda models: {"head": models["head"]},
+    "classifier": lambda models: {"model": models["classifier"]},
     "judge_alpagasus": lambda models: JUDGE,
     "judge_alpagasus_gen": lambda models: JUDGE,
     "judge_ultrafeedback": lambda models: JUDGE,
@@ -93,7 +94,27 @@ def models(tmp_path_factory, sample_data) -> dict[str, str]:
     (root / "toy.arpa").write_text(TOY_ARPA, encoding="utf-8")
     proxy = train_proxy(pdata.wiki_articles(sample_data)[:8], root / "proxy", steps=2, vocab_size=600, n_layer=1,
                         n_head=2, n_embd=32, block_size=64, batch_size=2, seed=0, threads=1)
-    return {"kenlm": str(root / "toy.arpa"), "proxy": str(proxy), "head": str(_ridge_head(root, sample_data))}
+    return {"kenlm": str(root / "toy.arpa"), "proxy": str(proxy), "head": str(_ridge_head(root, sample_data)),
+            "classifier": str(_fasttext_classifier(root, sample_data))}
+
+
+def _fasttext_classifier(root, sample_data):
+    """A fastText classifier as `thresher.classifier.train` saves one: C4 pages vs WikiText-2 paragraphs."""
+    import floret
+
+    from thresher.classifier.scorer import save_model
+    from thresher.classifier.text import training_lines
+
+    wiki = [line for line in (sample_data / "wikitext2_valid.txt").read_text(encoding="utf-8").splitlines()
+            if len(line.strip()) > 200][:64]
+    pages = _c4_pages(sample_data)[:64]
+    (root / "ft.txt").write_text("".join(training_lines(wiki + pages, [True] * 64 + [False] * 64,
+                                                        lowercase=True, max_chars=2000)), encoding="utf-8")
+    model = floret.train_supervised(input=str(root / "ft.txt"), mode="fasttext", dim=16, epoch=2, bucket=10_000,
+                                    thread=1, seed=0, verbose=0)
+    directory, _ = save_model(root / "models" / "classifier_contract", model,
+                              {"name": "contract", "text": {"lowercase": True, "max_chars": 2000}})
+    return directory
 
 
 def _ridge_head(root, sample_data):

@@ -11,6 +11,7 @@ import typer
 
 from thresher.cli import (
     augment,
+    classifier,
     curate,
     dashboards,
     dedup,
@@ -55,6 +56,8 @@ app.add_typer(dsir.app, name="dsir", help="DSIR importance resampling: fit, weig
 app.add_typer(judges.app, name="judge", help="SLM judges and IFD: run, calibrate, measure prompt injection.")
 app.add_typer(embeddings.app, name="embeddings",
               help="Sentence embeddings: semantic dedup, diversity selection, judge distillation.")
+app.add_typer(classifier.app, name="classifier",
+              help="fastText quality classifier: distil a judge or a reference set, score at web scale.")
 app.add_typer(augment.app, name="augment", help="Evol-Instruct augmentation: evolve, eliminate, answer, re-judge.")
 app.add_typer(recipe.app, name="recipe", help="The recipe format: JSON Schema for editors, Markdown reference.")
 

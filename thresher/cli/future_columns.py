@@ -3,8 +3,8 @@
 Selections, DSIR selections, distillation targets and diversity scores are SQL over
 `<table>_scored`: the data table joined to the newest version of every score sidecar (see
 thresher/storage/catalog.py). Before a run exists, those columns follow from the recipe: the table's
-schema, each scorer's and judge's `output_schema`, and the sidecars the dedup, DSIR and embedding
-stages write. A run directory that already holds data adds the columns it has (a recipe may select on
+schema, each scorer's and judge's `output_schema`, and the sidecars the dedup, DSIR, embedding
+and classifier stages write. A run directory that already holds data adds the columns it has (a recipe may select on
 a score an earlier command wrote).
 
 The prediction is a superset where a stage's output depends on data (all of dedup's columns even if
@@ -73,8 +73,8 @@ def _stage_schemas(sections: dict[str, Any]) -> Iterator[pa.Schema]:
     if embeddings is not None:
         yield from _embedding_schemas(embeddings)
     for config in sections.get("classifiers") or []:
-        if config is not None and hasattr(config, "output_schema"):
-            yield config.output_schema
+        if config is not None:
+            yield pa.schema([pa.field(config.score_column, pa.float32()), pa.field(config.percentile_column, pa.float32())])
 
 
 def _embedding_schemas(config: Any) -> Iterator[pa.Schema]:

@@ -1,4 +1,4 @@
-"""The end-to-end `curate` flow: ingest, score, dedup, DSIR, judge, embeddings, select,
+"""The end-to-end `curate` flow: ingest, score, dedup, DSIR, judge, embeddings, classifiers, select,
 and Evol-Instruct augmentation, for one recipe."""
 
 from __future__ import annotations
@@ -8,6 +8,7 @@ from prefect import flow
 from thresher.config import Recipe, load_recipe
 from thresher.dedup.config import DedupConfig
 from thresher.flows.augment import augment_loop_flow
+from thresher.flows.classifier import classifier_flow
 from thresher.flows.dedup import dedup_flow
 from thresher.flows.dsir import dsir_flow
 from thresher.flows.embeddings import embeddings_flow
@@ -37,11 +38,13 @@ def curate_flow(recipe: Recipe) -> dict:
     judged = judge_flow(str(run.root), list(recipe.judges)) if recipe.judges else None
     embedded = (embeddings_flow.with_options(task_runner=build_task_runner(runner))(str(run.root), recipe.embeddings)
                 if recipe.embeddings else None)
+    classified = (classifier_flow.with_options(task_runner=build_task_runner(runner))(
+        str(run.root), list(recipe.classifiers)) if recipe.classifiers else None)
     selected = select_flow(str(run.root), list(recipe.selections)) if recipe.selections else []
     augmented = _augment(recipe, run) if recipe.augment else None
     run.stage_finished("curate")
     return {"run_dir": str(run.root), "ingest": ingested, "score": scored, "dedup": deduped, "dsir": dsir,
-            "judge": judged, "embeddings": embedded, "selections": selected,
+            "judge": judged, "embeddings": embedded, "classifiers": classified, "selections": selected,
             "augment": augmented}
 
 

@@ -77,6 +77,7 @@ for _line in (
     # Sentence embeddings and heads distilled from a judge ({"head": "<run>/models/distilled_<name>"}).
     ("embed", "1", "thresher.embeddings.scorer:EmbeddingScorer"),
     ("distilled", "1", "thresher.embeddings.distill:DistilledScorer"),
+    ("classifier", "1", "thresher.classifier.scorer:ClassifierScorer"),  # {"model": "<run>/models/classifier_<name>"}
 ):
     register(*_line)
 
