@@ -74,7 +74,8 @@ def _stage_schemas(sections: dict[str, Any]) -> Iterator[pa.Schema]:
         yield from _embedding_schemas(embeddings)
     for config in sections.get("classifiers") or []:
         if config is not None:
-            yield pa.schema([pa.field(config.score_column, pa.float32()), pa.field(config.percentile_column, pa.float32())])
+            yield pa.schema([pa.field(config.score_column, pa.float32()),
+                             pa.field(config.percentile_column, pa.float32())])
 
 
 def _embedding_schemas(config: Any) -> Iterator[pa.Schema]:
