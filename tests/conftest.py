@@ -21,16 +21,21 @@ os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
 
 DATA = Path(__file__).resolve().parent / "data"
 
-# Fixtures so costly that their users share one pytest-xdist worker (`--dist loadgroup`): a session
-# fixture is built once per worker, and the demo run alone takes about 3 minutes on two cores.
+# `make test` runs on two pytest-xdist workers with `--dist loadgroup`: every test module is one
+# group, so its module-scoped fixtures are built once and tests that build on an earlier test's
+# output in the same module stay in order; the modules that use the demo run (about 3 minutes to
+# build, once per worker that asks for it) share one group and so one worker.
 COSTLY_SESSION_FIXTURES = {"demo_result": "demo"}
 
 
 def pytest_collection_modifyitems(config, items):
+    module_group: dict[str, str] = {}
     for item in items:
-        groups = {group for fixture, group in COSTLY_SESSION_FIXTURES.items() if fixture in item.fixturenames}
-        if groups:
-            item.add_marker(pytest.mark.xdist_group(sorted(groups)[0]))
+        for fixture, group in COSTLY_SESSION_FIXTURES.items():
+            if fixture in item.fixturenames:
+                module_group[item.module.__name__] = group
+    for item in items:
+        item.add_marker(pytest.mark.xdist_group(module_group.get(item.module.__name__, item.module.__name__)))
 
 
 @pytest.fixture(scope="session")

@@ -28,7 +28,7 @@ def test_scorers_lists_every_registered_scorer_with_its_columns():
         lines = blocks[reg.key]
         (columns,) = [line.removeprefix("columns: ").split(", ") for line in lines if line.startswith("columns: ")]
         cls = scorer_class(reg.key)
-        stem = "<name>" if reg.name == "distilled" else reg.name  # a distilled head names its own columns
+        stem = "<name>" if reg.name in ("distilled", "classifier") else reg.name  # their model names the columns
         assert columns == ["doc_id", *(c.format(name=stem) for c in cls.output_columns)], reg.key
     # Parameters without a default are named, and so are parameters that rename the columns.
     assert "required params: head" in blocks["distilled@1"] and "required params: model" in blocks["kenlm@1"]

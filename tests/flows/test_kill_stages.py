@@ -17,15 +17,22 @@ from pathlib import Path
 import pytest
 
 from tests import kill
+from thresher.judges.cache import JudgmentCache
 
 pytestmark = pytest.mark.usefixtures("prefect_harness")
 
-# stage -> (the stage run.json must show running at death, the directory whose first part file
-# triggers the kill)
+
+def first_part_in(directory: str):
+    return lambda run: any((run / directory).glob("part-*.parquet"))
+
+
+# stage -> (the stage run.json must show running at death, what must exist under the run when the
+# kill comes)
 SCENARIOS = {
-    "judge": ("judge", "judge_cache/judge_alpagasus"),  # the first batch of judgments is cached
-    "embeddings": ("embeddings", "scores/embed@1"),  # the first shard is embedded
-    "augment": ("augment/evol/augment", "augment/evol/augment/attempts"),  # round 1's first batch is written
+    # the first batch of judgments is committed to the judge's SQLite store
+    "judge": ("judge", lambda run: JudgmentCache(run / "judge_cache", "judge_alpagasus").count() > 0),
+    "embeddings": ("embeddings", first_part_in("scores/embed@1")),  # the first shard is embedded
+    "augment": ("augment/evol/augment", first_part_in("augment/evol/augment/attempts")),  # round 1's first batch
 }
 
 
@@ -64,7 +71,7 @@ def test_killed_mid_stage_resumes_to_identical_outputs(tmp_path, curated, stage)
 
     env = kill.child_env(PREFECT_API_URL.value())  # this session's API: the child starts none of its own
     victim = kill.start_stage(stage, recipe_path, env, tmp_path / "victim.log")
-    died = kill.kill_when(victim, lambda: any((run_root / watched).glob("part-*.parquet")))
+    died = kill.kill_when(victim, lambda: watched(run_root))
     assert died, f"the stage finished before it could be killed:\n{(tmp_path / 'victim.log').read_text()[-2000:]}"
     assert running in kill.running_stages(run_root), f"killed outside {running}: {kill.running_stages(run_root)}"
     assert kill.differences(expected, kill.run_tables(run_root)), "the kill left nothing to resume"

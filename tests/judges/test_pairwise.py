@@ -10,6 +10,7 @@ import re
 
 import pytest
 
+from thresher.judges.cache import JudgmentCache
 from thresher.judges.pairwise import PairVerdict, PairwiseJudge, degraded_pair_agreement
 from thresher.llm import BackendSpec, CandidateLogprobs, Capability, register_backend
 
@@ -110,8 +111,7 @@ def test_judgments_are_cached_per_ordered_prompt(fake_lm, tmp_path):
     assert backend.rows["next_token_logprobs"] == 2
     assert again[0] == first[0]
     assert again[1].preference == pytest.approx(1 - first[0].preference)
-    stored = list((tmp_path / "pairwise").glob("*.parquet"))
-    assert stored
+    assert JudgmentCache(tmp_path, "pairwise").count() == 2  # the two ordered prompts, stored once
 
 
 def test_rank_orders_candidates_by_preference(fake_lm):

@@ -24,6 +24,7 @@
 from __future__ import annotations
 
 import importlib.metadata
+import math
 import tempfile
 import time
 from collections.abc import Iterable, Iterator
@@ -39,8 +40,8 @@ from thresher.classifier.scorer import ClassifierError, model_root, positive_pro
 from thresher.classifier.text import prediction_lines, training_lines
 from thresher.config_base import IngestConfig
 from thresher.dsir.resample import uniform_noise
-from thresher.embeddings.distill import _pearson, _ranks
 from thresher.embeddings.semdedup import resolve_seed
+from thresher.judges import metrics
 from thresher.storage.catalog import open_catalog
 from thresher.storage.formats import discover_shards
 from thresher.storage.parquet_io import AtomicParquetWriter
@@ -77,12 +78,9 @@ READ_ROWS = 65_536
 
 
 def roc_auc(positive: np.ndarray, score: np.ndarray) -> float | None:
-    """P(a random positive scores above a random negative), ties counted half (Mann-Whitney U)."""
-    n_pos, n_neg = int(positive.sum()), int((~positive).sum())
-    if not n_pos or not n_neg:
-        return None
-    ranks = _ranks(np.asarray(score, dtype=np.float64))
-    return float((ranks[positive].sum() - n_pos * (n_pos + 1) / 2) / (n_pos * n_neg))
+    """P(a random positive scores above a random negative), ties counted half; None with one class."""
+    auc = metrics.roc_auc(score, positive)
+    return None if math.isnan(auc) else auc
 
 
 def classification_metrics(positive: np.ndarray, probability: np.ndarray, target: np.ndarray | None = None) -> dict:
@@ -98,8 +96,9 @@ def classification_metrics(positive: np.ndarray, probability: np.ndarray, target
               if precision is not None and recall is not None and precision + recall > 0 else 0.0)
         classes[name] = {"rows": int(truth.sum()), "precision": precision, "recall": recall, "f1": f1}
     spearman = None
-    if target is not None and len(target) > 1:
-        spearman = _pearson(_ranks(np.asarray(target, dtype=np.float64)), _ranks(np.asarray(probability)))
+    if target is not None:
+        rho = metrics.spearman(target, probability)
+        spearman = None if math.isnan(rho) else rho
     return {"rows": len(positive), "classes": classes,
             "accuracy": float((positive == predicted).mean()) if len(positive) else None,
             "macro_f1": float(np.mean([c["f1"] for c in classes.values()])),

@@ -48,6 +48,8 @@ SCHEMA_VERSION = 1  # PRAGMA user_version of a store this module wrote
 BUSY_TIMEOUT_S = 120.0  # how long a writer waits for another process's transaction
 LOOKUP_CHUNK = 500  # keys per `IN (...)` lookup: well under SQLite's bound-parameter limit
 
+# A rowid table with the key's index, not WITHOUT ROWID: rows of ~300 bytes would make the key's
+# B-tree wide and deep; measured at 100 k entries: puts of 32 1.0 vs 2.5 ms, lookups of 32 0.09 vs 0.28 ms.
 _CREATE_TABLE = """
 CREATE TABLE IF NOT EXISTS judgments (
     key TEXT PRIMARY KEY NOT NULL,
@@ -56,7 +58,7 @@ CREATE TABLE IF NOT EXISTS judgments (
     input_hash TEXT NOT NULL,
     result_json TEXT NOT NULL,
     created_at TEXT NOT NULL
-) WITHOUT ROWID
+)
 """
 _INSERT = (
     "INSERT OR IGNORE INTO judgments (key, model_id, prompt_version, input_hash, result_json, created_at) "
