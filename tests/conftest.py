@@ -28,6 +28,7 @@ DATA = Path(__file__).resolve().parent / "data"
 COSTLY_SESSION_FIXTURES = {"demo_result": "demo"}
 
 
+@pytest.hookimpl(tryfirst=True)  # before xdist's own hook reads the marks into the node ids
 def pytest_collection_modifyitems(config, items):
     module_group: dict[str, str] = {}
     for item in items:

@@ -33,6 +33,14 @@ def test_demo_curates_its_embedded_corpus(demo_result):
             "FROM instructions_scored").fetchall()[0]
         assert embedded == (instructions,) * 3
         assert con.execute("SELECT count(*) FROM selections_diverse_instructions").fetchall()[0][0] > 0
+        # The fastText classifier learnt the judge's sample and scored every instruction; its run-wide
+        # percentile selected the top decile.
+        classified, top = con.execute(
+            "SELECT count(classifier_quality_score), count(*) FILTER (classifier_quality_pct >= 90) "
+            "FROM instructions_scored").fetchall()[0]
+        assert classified == instructions and 0 < top <= instructions // 5
+        selected = con.execute("SELECT count(*) FROM selections_classifier_top_decile").fetchall()[0][0]
+        assert 0 < selected <= top
         for query in EXAMPLE_QUERIES:
             assert con.execute(query).fetchall(), query
     assert (run.root / "recipe.yaml").is_file()

@@ -29,6 +29,7 @@ import orjson
 import yaml
 
 from thresher.augment.config import AugmentConfig, GenerationSettings
+from thresher.classifier.config import ClassifierConfig
 from thresher.config import DedupConfig, InputSpec, Recipe, ScorerSpec, SelectionRecipe, SelectionStep
 from thresher.dsir.config import DsirConfig, DsirSelection, DsirTarget
 from thresher.embeddings.config import (
@@ -77,6 +78,12 @@ DEMO_EMBEDDINGS = EmbeddingsConfig(
                                   where="NOT semdedup_is_duplicate AND NOT minhash_is_duplicate",
                                   score_sql="coalesce(judge_alpagasus_score, distilled_judge_alpagasus_score)")],
 )
+
+# The judge carried to every instruction at fastText cost: a classifier trained on the judged sample
+# (positive: at least the median AlpaGasus score) scores every row, and its run-wide percentile picks
+# the top decile. On ~40 judged rows this shows the mechanics; the agreement figures are in the README.
+DEMO_CLASSIFIERS = [ClassifierConfig(name="quality", table="instructions", target="judge_alpagasus_score",
+                                     holdout_fraction=0.25)]
 
 _LICENCE_PREFIXES = ("license", "licence", "copying", "notice", "authors")
 
@@ -216,6 +223,12 @@ DEMO_SELECTIONS = (
         order_by="rep_dup_line_frac, doc_id",
     ),
     SelectionRecipe(
+        name="classifier-top-decile",
+        table="instructions",
+        where=[SelectionStep(name="not_duplicate", sql="NOT minhash_is_duplicate"),
+               SelectionStep(name="top_decile", sql="classifier_quality_pct >= 90")],
+    ),
+    SelectionRecipe(
         name="judged-instructions",
         table="instructions",
         where=[SelectionStep(name="judged", sql="judge_alpagasus_score IS NOT NULL"),
@@ -259,7 +272,7 @@ def demo_recipe(run_dir: Path, conversations: int) -> Recipe:
                   selections=list(DEMO_SELECTIONS),
                   dedup=DedupConfig(survivor="highest_score", survivor_column="gopher_word_count"),
                   dsir=DEMO_DSIR, judges=demo_judges(conversations),
-                  embeddings=DEMO_EMBEDDINGS, augment=DEMO_AUGMENT)
+                  embeddings=DEMO_EMBEDDINGS, classifiers=DEMO_CLASSIFIERS, augment=DEMO_AUGMENT)
 
 
 AUGMENT_QUERIES = (

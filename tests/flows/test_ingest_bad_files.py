@@ -153,14 +153,14 @@ def test_thresher_ingest_reports_the_quarantined_files(tmp_path, docs):
     write_jsonl_gz(inputs / "web.jsonl.gz", docs[:50])
     (inputs / "plain.jsonl.gz").write_text('{"text": "not gzip"}\n')
     runner = CliRunner()
-    result = runner.invoke(app, ["ingest", str(tmp_path / "run"), str(inputs)], env={"COLUMNS": "200"})
+    result = runner.invoke(app, ["ingest", str(tmp_path / "run"), str(inputs)], env={"COLUMNS": "400"})
     assert result.exit_code == 0, result.output
     assert "quarantined files" in result.output
     line = next(line for line in result.output.splitlines() if "plain.jsonl.gz" in line)
     assert "unreadable_file" in line and "21" in line.split()
 
     (inputs / "web.jsonl.gz").unlink()
-    failed = runner.invoke(app, ["ingest", str(tmp_path / "run2"), str(inputs)], env={"COLUMNS": "200"})
+    failed = runner.invoke(app, ["ingest", str(tmp_path / "run2"), str(inputs)], env={"COLUMNS": "400"})
     assert failed.exit_code == 2
     assert "no readable input" in failed.output and Counter(failed.output.split())["Traceback"] == 0
 
@@ -178,14 +178,14 @@ def test_a_mostly_quarantined_file_warns_and_strict_fails_after_writing(tmp_path
     (inputs / "broken.jsonl").write_text("".join("{not json\n" for _ in range(30)), encoding="utf-8")
     runner = CliRunner()
     warned = runner.invoke(app, ["ingest", str(tmp_path / "run"), str(inputs), "--format", "jsonl"],
-                           env={"COLUMNS": "200"})
+                           env={"COLUMNS": "400"})
     assert warned.exit_code == 0, warned.output
     assert "files mostly quarantined" in warned.output
     line = next(line for line in warned.output.splitlines() if "broken.jsonl" in line)
     assert line.split().count("30") == 2  # rows in, quarantined
 
     strict = runner.invoke(app, ["ingest", str(tmp_path / "strict"), str(inputs), "--format", "jsonl", "--strict"],
-                           env={"COLUMNS": "200"})
+                           env={"COLUMNS": "400"})
     assert strict.exit_code == 2 and "strict ingest" in strict.output
     run = RunDir(tmp_path / "strict")
     assert run.read_manifest()["stages"]["ingest"]["status"] == "failed"

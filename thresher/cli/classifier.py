@@ -17,8 +17,8 @@ from typing import Annotated
 
 import typer
 
-from thresher.cli.console import console, print_rows
 from thresher.cli.run import LogLevel, prefect_logging, run_flow
+from thresher.cli.summaries import print_classifier_scoring, print_classifiers
 
 app = typer.Typer(
     name="classifier",
@@ -28,27 +28,6 @@ app = typer.Typer(
 )
 
 RunDirArg = Annotated[Path, typer.Argument(help="an ingested run directory")]
-
-
-def _print_scoring(scoring: dict) -> None:
-    binned = scoring["percentiles"]
-    print_rows(f"scored with {scoring['scorer']}", [{
-        "rows": scoring["scored_rows"], "shards": scoring["shards"], "shards_skipped": scoring["shards_skipped"],
-        "seconds": scoring["score_seconds"], **binned.get("score_quantiles", {})}])
-    console.print(f"columns: [bold]{scoring['score_column']}[/] (P(positive)), [bold]{scoring['percentile_column']}"
-                  f"[/] (run-wide percentile, 0-100) in the <table>_scored views")
-
-
-def _print_results(results: list[dict]) -> None:
-    for result in results:
-        rows = [{"split": split, "rows": m["rows"], "positive_f1": m["classes"]["positive"]["f1"],
-                 "negative_f1": m["classes"]["negative"]["f1"], "macro_f1": m["macro_f1"], "accuracy": m["accuracy"],
-                 "roc_auc": m["roc_auc"], "spearman": m["spearman"]} for split, m in result["metrics"].items()]
-        print_rows(f"classifier {result['name']} ({result['source']}; {result['rows']['train']:,} training rows, "
-                   f"model {result['model_hash']})", rows)
-        console.print(f"model: [bold]{result['model_dir']}[/]")
-        if "scoring" in result:
-            _print_scoring(result["scoring"])
 
 
 @app.command()
@@ -87,7 +66,7 @@ def train(
         name=name, table=table, source=source, target=target, positive_threshold=positive_threshold,
         reference=specs, positive_where=positive_where, negative_where=negative_where, where=where,
         sample=sample, holdout_fraction=holdout, score_all=score_all, seed=seed))
-    _print_results(run_flow(classifier_flow, str(run_dir), [config])["classifiers"])
+    print_classifiers(run_flow(classifier_flow, str(run_dir), [config])["classifiers"])
 
 
 @app.command()
@@ -101,7 +80,7 @@ def score(
     prefect_logging(log_level)
     from thresher.flows.classifier import classifier_score_flow
 
-    _print_scoring(run_flow(classifier_score_flow, str(run_dir), str(model), table)["scoring"])
+    print_classifier_scoring(run_flow(classifier_score_flow, str(run_dir), str(model), table)["scoring"])
 
 
 @app.command("run")
@@ -116,4 +95,4 @@ def run_all(
     from thresher.flows.classifier import classifier_flow
 
     loaded = run_flow(load_classifiers, config)
-    _print_results(run_flow(classifier_flow, str(run_dir), list(loaded.classifiers))["classifiers"])
+    print_classifiers(run_flow(classifier_flow, str(run_dir), list(loaded.classifiers))["classifiers"])

@@ -3,7 +3,7 @@ stage's own command and by `curate`/`demo`."""
 
 from __future__ import annotations
 
-from thresher.cli.console import print_rows
+from thresher.cli.console import console, print_rows
 
 SKIPPED_SHOWN = 20  # the rest is in the run's skipped_inputs.json
 
@@ -89,6 +89,27 @@ def print_embeddings(result: dict | None) -> None:
                     [{k: v for k, v in selection.items() if isinstance(v, (int, float, str)) and k != "name"}])
 
 
+def print_classifier_scoring(scoring: dict) -> None:
+    binned = scoring["percentiles"]
+    print_rows(f"scored with {scoring['scorer']}", [{
+        "rows": scoring["scored_rows"], "shards": scoring["shards"], "shards_skipped": scoring["shards_skipped"],
+        "seconds": scoring["score_seconds"], **binned.get("score_quantiles", {})}])
+    console.print(f"columns: [bold]{scoring['score_column']}[/] (P(positive)), [bold]{scoring['percentile_column']}"
+                  f"[/] (run-wide percentile, 0-100) in the <table>_scored views")
+
+
+def print_classifiers(results: list[dict]) -> None:
+    for result in results:
+        rows = [{"split": split, "rows": m["rows"], "positive_f1": m["classes"]["positive"]["f1"],
+                 "negative_f1": m["classes"]["negative"]["f1"], "macro_f1": m["macro_f1"], "accuracy": m["accuracy"],
+                 "roc_auc": m["roc_auc"], "spearman": m["spearman"]} for split, m in result["metrics"].items()]
+        print_rows(f"classifier {result['name']} ({result['source']}; {result['rows']['train']:,} training rows, "
+                   f"model {result['model_hash']})", rows)
+        console.print(f"model: [bold]{result['model_dir']}[/]")
+        if "scoring" in result:
+            print_classifier_scoring(result["scoring"])
+
+
 def print_augment(result: dict | None) -> None:
     if not result:
         return
@@ -111,5 +132,6 @@ def print_curation(result: dict) -> None:
     print_dsir(result.get("dsir"))
     print_judge(result.get("judge"))
     print_embeddings(result.get("embeddings"))
+    print_classifiers((result.get("classifiers") or {}).get("classifiers", []))
     print_selections(result["selections"])
     print_augment(result.get("augment"))
