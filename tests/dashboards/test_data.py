@@ -49,9 +49,10 @@ def test_run_summary_lists_stages_tables_and_views(demo):
 
 def test_score_views_leave_out_aliases_and_list_numeric_columns(demo):
     views = d.score_views(demo)
-    # score_*_v1 are the same tables; the demo runs dedup, DSIR, a judge and the embedding stages as
-    # well as the scorers.
-    assert views == ["score_distilled_judge_alpagasus", "score_dsir", "score_embed", "score_exact_dedup",
+    # score_*_v1 are the same tables; the demo runs dedup, DSIR, a judge, the embedding stages and a
+    # classifier as well as the scorers.
+    assert views == ["score_classifier_quality", "score_classifier_quality_pct",
+                     "score_distilled_judge_alpagasus", "score_dsir", "score_embed", "score_exact_dedup",
                      "score_heuristics", "score_judge_alpagasus", "score_kenlm", "score_langid", "score_lm_perplexity",
                      "score_minhash_dedup", "score_semdedup"]
     columns = d.score_columns(demo)
