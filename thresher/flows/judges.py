@@ -10,6 +10,8 @@ partly) never asks the model twice.
 
 from __future__ import annotations
 
+import time
+
 from prefect import flow, task
 from prefect.artifacts import create_markdown_artifact, create_table_artifact
 from prefect.cache_policies import NO_CACHE
@@ -33,7 +35,10 @@ def judge_shard_task(run_root: str, judge, table: str, shard_id: str, cache_key:
     return judge_shard(RunDir(run_root), judge, table, shard_id)
 
 
-def judge_summary(stats: list[dict]) -> list[dict]:
+def judge_summary(stats: list[dict], wall_seconds: dict[str, float] | None = None) -> list[dict]:
+    """Per judge: shards, rows, cache hits, model rows, and model rows per second of wall-clock time
+    (`wall_seconds` by judge key; shards run concurrently, so the sum of their task seconds, kept as
+    `task_seconds`, would understate the speed by the number of shards in flight)."""
     by_judge: dict[str, dict] = {}
     for s in stats:
         entry = by_judge.setdefault(s["scorer"], {"judge": s["scorer"], "table": s["table"], "shards": 0,
@@ -45,7 +50,10 @@ def judge_summary(stats: list[dict]) -> list[dict]:
         entry["seconds"] = round(entry["seconds"] + s["seconds"], 3)
         for k in JUDGE_STAT_KEYS:
             entry[k] += s.get(k, 0)
-    for entry in by_judge.values():
+    for key, entry in by_judge.items():
+        entry["task_seconds"] = entry["seconds"]
+        if wall_seconds and key in wall_seconds:
+            entry["seconds"] = round(wall_seconds[key], 3)
         entry["rows_per_second"] = round(entry["model_rows"] / entry["seconds"], 2) if entry["seconds"] else None
     return [by_judge[k] for k in sorted(by_judge)]
 
@@ -72,12 +80,15 @@ def judge_flow(run_dir: str, judges: list[ScorerSpec] | None = None) -> dict:
     for cache_root in sorted({str(j.cache_dir) for j in built if getattr(j, "cache_dir", None)}):
         remove_dead_writes(cache_root)
     stats: list[dict] = []
+    wall_seconds: dict[str, float] = {}
     for judge in built:
+        started = time.perf_counter()
         for result in score_every_shard(run, [judge], "judge", task_=judge_shard_task):
             if result["skipped"]:  # a cached task result describes the run that computed it
                 result = {**result, **{k: 0 for k in JUDGE_STAT_KEYS}}
             stats.append(result)
-    summary = judge_summary(stats)
+        wall_seconds[scorer_key(judge)] = time.perf_counter() - started
+    summary = judge_summary(stats, wall_seconds)
     build_catalog(run)
     publish_judge(run, built, summary)
     run.stage_finished("judge", summary=summary)
