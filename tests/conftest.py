@@ -21,22 +21,18 @@ os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
 
 DATA = Path(__file__).resolve().parent / "data"
 
-# `make test` runs on two pytest-xdist workers with `--dist loadgroup`: every test module is one
-# group, so its module-scoped fixtures are built once and tests that build on an earlier test's
-# output in the same module stay in order; the modules that use the demo run (about 3 minutes to
-# build, once per worker that asks for it) share one group and so one worker.
+# `make test` runs on two pytest-xdist workers with `--dist loadgroup`. The tests that use the demo
+# run (about 3 minutes to build, once per worker that asks for it) share one group and so one worker;
+# every other test is grouped with its module, so module-scoped fixtures are built once and tests that
+# build on an earlier test's output in the same module stay in order on one worker.
 COSTLY_SESSION_FIXTURES = {"demo_result": "demo"}
 
 
 @pytest.hookimpl(tryfirst=True)  # before xdist's own hook reads the marks into the node ids
 def pytest_collection_modifyitems(config, items):
-    module_group: dict[str, str] = {}
     for item in items:
-        for fixture, group in COSTLY_SESSION_FIXTURES.items():
-            if fixture in item.fixturenames:
-                module_group[item.module.__name__] = group
-    for item in items:
-        item.add_marker(pytest.mark.xdist_group(module_group.get(item.module.__name__, item.module.__name__)))
+        groups = [group for fixture, group in COSTLY_SESSION_FIXTURES.items() if fixture in item.fixturenames]
+        item.add_marker(pytest.mark.xdist_group(groups[0] if groups else item.module.__name__))
 
 
 @pytest.fixture(scope="session")
