@@ -28,6 +28,8 @@ from thresher.config_base import (  # noqa: F401  (re-exported: the public confi
     StrictModel,
     load_yaml_model,
 )
+from thresher.decontam.config import SCORER_NAME as DECONTAM_SCORER
+from thresher.decontam.config import DecontaminationConfig
 from thresher.dedup.config import DedupConfig
 from thresher.dsir.config import DsirConfig
 from thresher.embeddings.config import EmbeddingsConfig
@@ -62,6 +64,9 @@ class Recipe(StrictModel):
     scorers: list[ScorerSpec] = Field(
         default_factory=lambda: list(DEFAULT_SCORERS),
         description="score-stage scorers (see the scorer list below); each writes scores/<name>@<version>/")
+    decontamination: DecontaminationConfig | None = Field(
+        None, description="benchmark decontamination: adds the decontam scorer to `scorers` and a first step "
+        "`decontaminated` (decontam_overlap <= max_overlap) to every SQL selection")
     dedup: DedupConfig | None = Field(None, description="exact + MinHash near-dedup; omit to skip the stage")
     dsir: DsirConfig | None = Field(None, description="DSIR importance weights (+ a resampled selection)")
     judges: list[ScorerSpec] = Field(
@@ -96,6 +101,48 @@ class Recipe(StrictModel):
         unique_names(list(self.classifiers))
         return self
 
+    @model_validator(mode="after")
+    def _decontaminate(self) -> Recipe:
+        """With a `decontamination` section, score `decontam` with the other scorers and put the step
+        `decontaminated` first in every SQL selection, so the recipe as loaded (and recorded in
+        run.json and selection.json) states the rule. Idempotent: a recipe dumped after this loads
+        to itself."""
+        rule = self.decontamination
+        if rule is None:
+            return self
+        spec = ScorerSpec(name=DECONTAM_SCORER, params=rule.scorer_params())
+        listed = [s for s in self.scorers if s.name.partition("@")[0] == DECONTAM_SCORER]
+        if listed and any(s.params != spec.params for s in listed):
+            raise ValueError("decontamination: the decontam scorer is also listed under `scorers` with other "
+                             "parameters; give the benchmarks in one place")
+        problems = check_params(spec.name, spec.params)
+        if problems:
+            raise ValueError("decontamination: " + "; ".join(message for _, message in problems))
+        step = rule.selection_step()
+        selections = []
+        for selection in self.selections:
+            where = list(selection.where)
+            if where and where[0].name == step.name:
+                if where[0] != step:
+                    raise ValueError(f"selection {selection.name!r}: its first step is named {step.name!r}, "
+                                     "which the decontamination rule writes; rename it")
+            else:
+                selection = selection.model_copy(update={"where": [step, *where]})
+            selections.append(selection)
+        # The model is frozen; this validator is where its final values are decided.
+        object.__setattr__(self, "scorers", self.scorers if listed else [*self.scorers, spec])
+        object.__setattr__(self, "selections", selections)
+        # Selections that are not SQL funnels (DSIR resampling, diversity) get the rule in their `where`.
+        if self.dsir is not None and self.dsir.selection is not None:
+            chosen = self.dsir.selection
+            dsir_selection = chosen.model_copy(update={"where": _with_rule(step.sql, chosen.where)})
+            object.__setattr__(self, "dsir", self.dsir.model_copy(update={"selection": dsir_selection}))
+        if self.embeddings is not None and self.embeddings.diversity:
+            diversity = [d.model_copy(update={"where": _with_rule(step.sql, d.where)})
+                         for d in self.embeddings.diversity]
+            object.__setattr__(self, "embeddings", self.embeddings.model_copy(update={"diversity": diversity}))
+        return self
+
     @field_validator("scorers", "judges")
     @classmethod
     def _registered_with_valid_params(cls, specs: list[ScorerSpec], info: ValidationInfo) -> list[ScorerSpec]:
@@ -119,6 +166,14 @@ class Recipe(StrictModel):
     def content_hash(self) -> str:
         payload = json.dumps(self.model_dump(mode="json"), sort_keys=True)
         return hashlib.sha256(payload.encode()).hexdigest()[:16]
+
+
+def _with_rule(rule: str, where: str | None) -> str:
+    """`where` restricted by `rule`; a `where` that already starts with the rule is kept as it is."""
+    if where is None or where == rule:
+        return rule
+    prefix = f"({rule}) AND "
+    return where if where.startswith(prefix) else f"{prefix}({where})"
 
 
 def load_selection_recipe(path: str | Path) -> SelectionRecipe:

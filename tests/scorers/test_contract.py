@@ -52,6 +52,7 @@ TEST_PARAMS = {
     "embed": lambda models: {"backend": "onnx", "max_seq_length": 64},
     "distilled": lambda models: {"head": models["head"]},
     "classifier": lambda models: {"model": models["classifier"]},
+    "decontam": lambda models: {"benchmarks": [models["benchmark"]], "cache_dir": models["decontam_cache"]},
     "judge_alpagasus": lambda models: JUDGE,
     "judge_alpagasus_gen": lambda models: JUDGE,
     "judge_ultrafeedback": lambda models: JUDGE,
@@ -94,8 +95,11 @@ def models(tmp_path_factory, sample_data) -> dict[str, str]:
     (root / "toy.arpa").write_text(TOY_ARPA, encoding="utf-8")
     proxy = train_proxy(pdata.wiki_articles(sample_data)[:8], root / "proxy", steps=2, vocab_size=600, n_layer=1,
                         n_head=2, n_embd=32, block_size=64, batch_size=2, seed=0, threads=1)
+    # A benchmark whose one item is the first C4 page, so that the contract batch has a match.
+    (root / "benchmark.jsonl").write_text(json.dumps({"text": _c4_pages(sample_data)[0]}) + "\n", encoding="utf-8")
     return {"kenlm": str(root / "toy.arpa"), "proxy": str(proxy), "head": str(_ridge_head(root, sample_data)),
-            "classifier": str(_fasttext_classifier(root, sample_data))}
+            "classifier": str(_fasttext_classifier(root, sample_data)), "benchmark": str(root / "benchmark.jsonl"),
+            "decontam_cache": str(root / "decontam-cache")}
 
 
 def _fasttext_classifier(root, sample_data):

@@ -78,6 +78,7 @@ for _line in (
     ("embed", "1", "thresher.embeddings.scorer:EmbeddingScorer"),
     ("distilled", "1", "thresher.embeddings.distill:DistilledScorer"),
     ("classifier", "1", "thresher.classifier.scorer:ClassifierScorer"),  # {"model": "<run>/models/classifier_<name>"}
+    ("decontam", "1", "thresher.decontam.scorer:DecontaminationScorer"),  # {"benchmarks": [...]}
 ):
     register(*_line)
 
