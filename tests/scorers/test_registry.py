@@ -78,7 +78,8 @@ def test_parameters_are_checked_without_building_anything(tmp_path):
     assert check_params("heuristics", {"stop_words": ["the", "a"]}) == []  # YAML lists for tuples
     assert check_params("distilled", {}) == [(("params", "head"), "missing: a required parameter of distilled")]
     ((where, message),) = check_params("nope", {"x": 1})
-    assert where == ("name",) and message.startswith("unknown scorer 'nope'; available: classifier, distilled, embed")
+    assert where == ("name",) and message.startswith(
+        "unknown scorer 'nope'; available: classifier, decontam, distilled, embed")
 
 
 def test_naming_a_scorer_imports_only_its_own_module():
