@@ -284,7 +284,20 @@ def compute_through_cache(
     rest computed once per distinct key (duplicate rows share a call), `batch_size` rows per
     `compute(indices)` call, each batch put in the cache (as `record(key, index, result)`) before
     the next starts, so a killed run resumes without asking the model again.
-    Returns (results by index, the cache hits by key, rows computed)."""
+    Returns (results by index, the cache hits by key, rows computed). The cache's connection is
+    closed on return: SQLite checkpoints its write-ahead log when the last connection closes, and a
+    connection left to the garbage collector (a traceback or a long-lived object holding the cache)
+    would write into the run's cache whenever that happens, e.g. while a read-only dashboard browses it."""
+    try:
+        return _compute_through_cache(keys, cache, batch_size, compute, record)
+    finally:
+        if cache is not None:
+            cache.close()
+
+
+def _compute_through_cache(keys: Mapping[int, str], cache: JudgmentCache | None, batch_size: int,
+                           compute: Callable[[list[int]], list[Any]], record: Callable[[str, int, Any], tuple]
+                           ) -> tuple[dict[int, Any], dict[str, dict], int]:
     hits = cache.get(list(keys.values())) if cache else {}
     pending: dict[str, int] = {}
     for i, key in keys.items():
