@@ -64,7 +64,7 @@ def test_malformed_dataset_urls_are_input_errors(url):
         split_hf_dataset(url)
 
 
-def test_ingest_reads_a_cached_dataset_by_id_and_a_path_inside_it(tmp_path, sample_data):
+def test_ingest_reads_a_cached_dataset_by_id(tmp_path, sample_data):
     pages = [json.loads(line)["text"] for line in (sample_data / "c4_sample.jsonl").read_text().splitlines()[:30]]
     hub_cache = tmp_path / "hub"
     cache_dataset(hub_cache, "thresher-test/pages", {
@@ -79,17 +79,24 @@ def test_ingest_reads_a_cached_dataset_by_id_and_a_path_inside_it(tmp_path, samp
     texts = pq.read_table(tmp_path / "run-all" / "documents").column("text").to_pylist()
     assert sorted(texts) == sorted(pages)  # both splits; the README is passed over
 
-    one_split = thresher("ingest", "run-train", "hf://datasets/thresher-test/pages/data/train-*.parquet",
-                         hub_cache=hub_cache, cwd=tmp_path)
-    assert one_split.returncode == 0, one_split.stderr
-    texts = pq.read_table(tmp_path / "run-train" / "documents").column("text").to_pylist()
-    assert sorted(texts) == sorted(pages[:20])
 
 
-def test_a_dataset_not_in_the_cache_is_one_clear_error(tmp_path):
-    result = thresher("ingest", "run", "hf://datasets/thresher-test/absent", hub_cache=tmp_path / "hub", cwd=tmp_path)
-    assert result.returncode != 0
-    assert "not in the Hugging Face cache" in result.stderr
-    assert "huggingface-cli download --repo-type dataset thresher-test/absent" in result.stderr
-    assert "Traceback" not in result.stderr
-    assert not (tmp_path / "run" / "documents").exists()
+def test_a_path_inside_a_cached_dataset_names_only_those_files(tmp_path, monkeypatch, sample_data):
+    from huggingface_hub import constants
+
+    from thresher.config_base import InputSpec
+    from thresher.storage.formats import expand_inputs
+
+    hub_cache = tmp_path / "hub"
+    snapshot = cache_dataset(hub_cache, "thresher-test/pages", {
+        "data/train-00000.parquet": parquet_bytes(tmp_path, ["a page"]),
+        "data/test-00000.parquet": parquet_bytes(tmp_path, ["another page"]),
+    })
+    monkeypatch.setattr(constants, "HF_HUB_CACHE", str(hub_cache))
+    monkeypatch.setattr(constants, "HF_HUB_OFFLINE", True)
+    files, _ = expand_inputs(InputSpec(paths=["hf://datasets/thresher-test/pages/data/train-*.parquet"]))
+    assert files == [str(snapshot / "data" / "train-00000.parquet")]
+    with pytest.raises(InputError, match="no file or folder 'data/valid.parquet'"):
+        expand_inputs(InputSpec(paths=["hf://datasets/thresher-test/pages/data/valid.parquet"]))
+    with pytest.raises(InputError, match="huggingface-cli download --repo-type dataset thresher-test/absent"):
+        expand_inputs(InputSpec(paths=["hf://datasets/thresher-test/absent"]))
