@@ -35,6 +35,7 @@ import pyarrow as pa
 from thresher.config_base import IngestConfig, InputSpec
 from thresher.decontam.config import BenchmarkSpec
 from thresher.decontam.ngrams import HASH_VERSION, NORMALIZATION_VERSION, batch_ngrams
+from thresher.models.resolve import thresher_cache_dir
 from thresher.storage.formats import INSTRUCTION_FORMATS, Shard, discover_shards
 from thresher.storage.parquet_io import write_json_atomic
 from thresher.storage.readers import read_shard
@@ -50,11 +51,7 @@ _RECORD_COLUMNS = frozenset({"doc_id", "source", "source_row", "meta_json"})
 
 def default_cache_dir() -> Path:
     """`$THRESHER_CACHE/decontam`, else `$XDG_CACHE_HOME/thresher/decontam`, else `~/.cache/thresher/decontam`."""
-    root = os.environ.get("THRESHER_CACHE")
-    if root:
-        return Path(root).expanduser() / "decontam"
-    xdg = os.environ.get("XDG_CACHE_HOME")
-    return (Path(xdg).expanduser() if xdg else Path.home() / ".cache") / "thresher" / "decontam"
+    return thresher_cache_dir("decontam")
 
 
 def _input_spec(spec: BenchmarkSpec) -> InputSpec:

@@ -99,13 +99,18 @@ class ModelSource:
         return digest.hexdigest()
 
 
-def model_cache_dir() -> Path:
-    """`$THRESHER_CACHE/models`, else `$XDG_CACHE_HOME/thresher/models`, else `~/.cache/thresher/models`."""
+def thresher_cache_dir(kind: str) -> Path:
+    """`$THRESHER_CACHE/<kind>`, else `$XDG_CACHE_HOME/thresher/<kind>`, else `~/.cache/thresher/<kind>`."""
     root = os.environ.get("THRESHER_CACHE")
     if root:
-        return Path(root).expanduser() / "models"
+        return Path(root).expanduser() / kind
     xdg = os.environ.get("XDG_CACHE_HOME")
-    return (Path(xdg).expanduser() if xdg else Path.home() / ".cache") / "thresher" / "models"
+    return (Path(xdg).expanduser() if xdg else Path.home() / ".cache") / "thresher" / kind
+
+
+def model_cache_dir() -> Path:
+    """`$THRESHER_CACHE/models`, else `$XDG_CACHE_HOME/thresher/models`, else `~/.cache/thresher/models`."""
+    return thresher_cache_dir("models")
 
 
 def _packaged(name: str) -> ModelSource:
