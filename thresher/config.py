@@ -27,6 +27,7 @@ from thresher.config_base import (  # noqa: F401  (re-exported: the public confi
     SelectionStep,
     StrictModel,
     load_yaml_model,
+    repeated,
 )
 from thresher.decontam.config import SCORER_NAME as DECONTAM_SCORER
 from thresher.decontam.config import DecontaminationConfig
@@ -95,7 +96,7 @@ class Recipe(StrictModel):
             names.append(self.dsir.selection.name)
         if self.embeddings is not None:
             names += [d.name for d in self.embeddings.diversity]
-        clashes = sorted({n for n in names if names.count(n) > 1})
+        clashes = repeated(names)
         if clashes:
             raise ValueError(f"selection names must be unique (each writes selections/<name>/): {', '.join(clashes)}")
         unique_names(list(self.classifiers))

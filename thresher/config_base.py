@@ -17,6 +17,11 @@ InputFormat = Literal[
 ]
 
 
+def repeated(names: list[str]) -> list[str]:
+    """The names that occur more than once, sorted (for "must be unique" errors)."""
+    return sorted({name for name in names if names.count(name) > 1})
+
+
 class StrictModel(BaseModel):
     model_config = ConfigDict(extra="forbid", frozen=True)
 

@@ -17,7 +17,7 @@ from typing import Literal
 
 from pydantic import Field, model_validator
 
-from thresher.config_base import InputSpec, StrictModel, load_yaml_model
+from thresher.config_base import InputSpec, StrictModel, load_yaml_model, repeated
 
 DataTable = Literal["documents", "instructions"]
 CLASSIFIER_NAME = r"^[a-z][a-z0-9_]{0,39}$"
@@ -95,7 +95,7 @@ class ClassifierConfig(StrictModel):
 
 def unique_names(configs: list[ClassifierConfig]) -> list[ClassifierConfig]:
     names = [c.name for c in configs]
-    clashes = sorted({n for n in names if names.count(n) > 1})
+    clashes = repeated(names)
     if clashes:
         raise ValueError(f"classifier names must be unique (each names its columns): {', '.join(clashes)}")
     return configs

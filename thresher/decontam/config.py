@@ -8,7 +8,7 @@ from typing import Any
 
 from pydantic import Field, TypeAdapter, field_validator, model_validator
 
-from thresher.config_base import InputFormat, SelectionStep, StrictModel
+from thresher.config_base import InputFormat, SelectionStep, StrictModel, repeated
 
 SCORER_NAME = "decontam"
 STEP_NAME = "decontaminated"
@@ -54,7 +54,7 @@ def parse_benchmarks(raw: Any) -> list[BenchmarkSpec]:
     if not specs:
         raise ValueError("decontamination needs at least one benchmark")
     labels = [spec.label for spec in specs]
-    clashes = sorted({label for label in labels if labels.count(label) > 1})
+    clashes = repeated(labels)
     if clashes:
         raise ValueError(f"benchmark names must be unique (give `name:`): {', '.join(clashes)}")
     return specs
