@@ -34,6 +34,7 @@ from thresher.decontam.config import DecontaminationConfig
 from thresher.dedup.config import DedupConfig
 from thresher.dsir.config import DsirConfig
 from thresher.embeddings.config import EmbeddingsConfig
+from thresher.eval.config import EvalConfig, unique_evals
 from thresher.scorers.registry import check_params, scorer_class
 
 # A scorer listed under the other stage's key: what to write instead.
@@ -83,6 +84,9 @@ class Recipe(StrictModel):
         "classifier_<name>_pct")
     selections: list[SelectionRecipe] = Field(
         default_factory=list, description="SQL selections, run last; each writes selections/<name>/")
+    evaluation: list[EvalConfig] = Field(
+        default_factory=list, description="train-and-compare: the same small LM trained on each named selection and "
+        "on random data of the same size, over seeds, measured on held-out sets; run after the selections")
     augment: AugmentConfig | None = Field(
         None, description="Evol-Instruct over the instructions (optionally a selection of them) into an augmented "
         "run, which is then scored, judged, deduplicated against this run and filtered by the instruction selections")
@@ -100,6 +104,12 @@ class Recipe(StrictModel):
         if clashes:
             raise ValueError(f"selection names must be unique (each writes selections/<name>/): {', '.join(clashes)}")
         unique_names(list(self.classifiers))
+        unique_evals(list(self.evaluation))
+        for evaluation in self.evaluation:
+            missing = [n for n in evaluation.selections if n not in names]
+            if missing:
+                raise ValueError(f"evaluation {evaluation.name!r}: no selection named {', '.join(missing)} in this "
+                                 f"recipe (selections: {', '.join(names) or 'none'})")
         return self
 
     @model_validator(mode="after")

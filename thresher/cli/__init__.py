@@ -17,6 +17,7 @@ from thresher.cli import (
     dedup,
     dsir,
     embeddings,
+    evaluate,
     export,
     ingest,
     judges,
@@ -56,6 +57,8 @@ app.add_typer(dsir.app, name="dsir", help="DSIR importance resampling: fit, weig
 app.add_typer(judges.app, name="judge", help="SLM judges and IFD: run, calibrate, measure prompt injection.")
 app.add_typer(embeddings.app, name="embeddings",
               help="Sentence embeddings: semantic dedup, diversity selection, judge distillation.")
+app.add_typer(evaluate.app, name="eval",
+              help="Train-and-compare: each selection against random data of the same size, on held-out loss.")
 app.add_typer(classifier.app, name="classifier",
               help="fastText quality classifier: distil a judge or a reference set, score at web scale.")
 app.add_typer(augment.app, name="augment", help="Evol-Instruct augmentation: evolve, eliminate, answer, re-judge.")

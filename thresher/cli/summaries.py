@@ -124,6 +124,21 @@ def print_selections(results: list[dict]) -> None:
                     rows + [{"step": "selected", "rows": result["selected_rows"]}])
 
 
+def print_evals(reports: list[dict]) -> None:
+    """Each eval's summary: every selection against random, per eval set and probe."""
+    for report in reports:
+        rows = [{"selection": r["selection"], "measure": r["measure"], "mean": r["mean"], "std": r["std"],
+                 "random": r["random_mean"], "random_std": r["random_std"], "gain": r["gain"],
+                 "gain_%": r["gain_pct"], "seeds_better": f"{r['seeds_better']}/{r['seeds']}", "verdict": r["verdict"]}
+                for r in report["summary"]]
+        print_rows(f"eval {report['name']}: {report['budget_tokens']:,} training tokens per arm, "
+                   f"{len(report['seeds'])} seeds (loss in nats/token; gain = random - selection)", rows)
+        if report.get("overlap"):
+            console.print(f"[bold red]warning[/]: eval sets overlap training data: {', '.join(report['overlap'])}")
+        if report.get("plot"):
+            console.print(f"curves: [bold]{report['plot']}[/] (in the run directory)")
+
+
 def print_curation(result: dict) -> None:
     """Every stage's table of a `curate_flow` (or demo) result, in pipeline order."""
     print_ingest(result["ingest"])
@@ -134,4 +149,5 @@ def print_curation(result: dict) -> None:
     print_embeddings(result.get("embeddings"))
     print_classifiers((result.get("classifiers") or {}).get("classifiers", []))
     print_selections(result["selections"])
+    print_evals((result.get("eval") or {}).get("evals", []))
     print_augment(result.get("augment"))

@@ -1,5 +1,5 @@
 """The end-to-end `curate` flow: ingest, score, dedup, DSIR, judge, embeddings, classifiers, select,
-and Evol-Instruct augmentation, for one recipe."""
+train-and-compare evaluation and Evol-Instruct augmentation, for one recipe."""
 
 from __future__ import annotations
 
@@ -12,6 +12,7 @@ from thresher.flows.classifier import classifier_flow
 from thresher.flows.dedup import dedup_flow
 from thresher.flows.dsir import dsir_flow
 from thresher.flows.embeddings import embeddings_flow
+from thresher.flows.eval import eval_flow
 from thresher.flows.ingest import ingest_flow
 from thresher.flows.judges import judge_flow
 from thresher.flows.locking import writes_run
@@ -41,11 +42,12 @@ def curate_flow(recipe: Recipe) -> dict:
     classified = (classifier_flow.with_options(task_runner=build_task_runner(runner))(
         str(run.root), list(recipe.classifiers)) if recipe.classifiers else None)
     selected = select_flow(str(run.root), list(recipe.selections)) if recipe.selections else []
+    evaluated = eval_flow(str(run.root), list(recipe.evaluation)) if recipe.evaluation else None
     augmented = _augment(recipe, run) if recipe.augment else None
     run.stage_finished("curate")
     return {"run_dir": str(run.root), "ingest": ingested, "score": scored, "dedup": deduped, "dsir": dsir,
             "judge": judged, "embeddings": embedded, "classifiers": classified, "selections": selected,
-            "augment": augmented}
+            "eval": evaluated, "augment": augmented}
 
 
 def _augment(recipe: Recipe, run: RunDir) -> dict:

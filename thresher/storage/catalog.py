@@ -31,7 +31,8 @@ from thresher.storage.sql import quote_ident, require_read_only, sql_string
 
 log = logging.getLogger(__name__)
 
-STAGE_TABLE_DIRS = ("dedup", "selections", "dsir", "judge_calibration", "semdedup", "distill", "classifier", "augment")
+STAGE_TABLE_DIRS = ("dedup", "selections", "dsir", "judge_calibration", "semdedup", "distill", "classifier", "augment",
+                    "eval")
 
 # Stages that add views computed over other views (e.g. percentile bands over a score column)
 # name a provider here: "module:function", called as function(con, existing_view_names) and

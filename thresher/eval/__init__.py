@@ -1,0 +1,1 @@
+"""Train-and-compare evaluation: does a selection train a better model than random data of the same size?"""
