@@ -41,9 +41,16 @@ def test_demo_curates_its_embedded_corpus(demo_result):
         assert classified == instructions and 0 < top <= instructions // 5
         selected = con.execute("SELECT count(*) FROM selections_classifier_top_decile").fetchall()[0][0]
         assert 0 < selected <= top
+        # Train-and-compare: both selections against random, 3 seeds each, on the held-out answers.
+        arms = con.execute("SELECT arm, count(DISTINCT seed), min(train_tokens) = max(train_tokens) "
+                           "FROM eval_results GROUP BY arm ORDER BY arm").fetchall()
+        assert arms == [("assistant-like-web", 3, True), ("clean-web", 3, True), ("random", 3, True)]
         for query in EXAMPLE_QUERIES:
             assert con.execute(query).fetchall(), query
     assert (run.root / "recipe.yaml").is_file()
+    (evaluated,) = result["eval"]["evals"]
+    assert sorted(r["selection"] for r in evaluated["summary"]) == ["assistant-like-web", "clean-web"]
+    assert (run.root / evaluated["plot"]).is_file()
     # Evol-Instruct: every attempt survived or carries one of the four reasons, with full lineage.
     augmented = RunDir(result["augment"]["output_run"])
     with open_catalog(augmented) as con:

@@ -247,7 +247,7 @@ DEMO_SELECTIONS = (
 # licences) read most like a chat assistant's prose? The target is a query over the run itself; one
 # eighth of the answers (by doc_id hash) is held out of it for the train-and-compare evaluation.
 _ASSISTANT_ANSWERS = ("SELECT output AS text FROM instructions_scored "
-                      "WHERE lang = 'en' AND NOT minhash_is_duplicate AND md5(doc_id) {} '2'")
+                      "WHERE lang = 'en' AND NOT minhash_is_duplicate AND md5(doc_id) {} '4'")
 DEMO_DSIR = DsirConfig(
     targets=[DsirTarget(name="assistant", sql=_ASSISTANT_ANSWERS.format(">="))],
     selection=DsirSelection(name="assistant-like-web", k=100, where="NOT minhash_is_duplicate AND lang = 'en'"),

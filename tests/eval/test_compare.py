@@ -82,3 +82,15 @@ def test_a_rerun_is_served_from_the_finished_models(compared):
     again = eval_flow(str(run.root), [small_config(heldout)])
     assert _summary(again["evals"][0]) == _summary(result["evals"][0])
     assert again["evals"][0]["train_seconds"] == 0  # nothing retrained
+
+
+def test_the_dashboard_shows_the_comparison(compared):
+    from fastapi.testclient import TestClient
+
+    from thresher.dashboards.app import create_app
+
+    run, _, _ = compared
+    page = TestClient(create_app(run)).get("/eval")
+    assert page.status_code == 200
+    assert "better than random" in page.text and "worse than random" in page.text
+    assert "<code>dsir-top</code>" in page.text and "loss on wiki_heldout" in page.text

@@ -8,6 +8,7 @@ so that a stage can write and `register_panel` its own.
     render_run       overview, score histograms, sample viewer, quarantine
     render_stages    duplicate clusters, selections & DSIR
     render_models    judges and their calibrations, Evol-Instruct survival
+    render_eval      train-and-compare: selections against random
 """
 
 from __future__ import annotations
@@ -24,6 +25,7 @@ from thresher.dashboards.panel_registry import (
     register_panel,
     section,
 )
+from thresher.dashboards.render_eval import eval_applies, render_eval
 from thresher.dashboards.render_models import render_evol, render_judges
 from thresher.dashboards.render_run import render_overview, render_quarantine, render_samples, render_scores
 from thresher.dashboards.render_stages import dedup_applies, render_dedup, render_selections, selections_applies
@@ -76,6 +78,9 @@ for _panel in (
     Panel("evol", "Evol survival", "Evol-Instruct attempts surviving per round and operation, elimination reasons",
           "Needs the augment stage's augment_attempts and augment_survival views: open the dashboard on an "
           "augmented run (`thresher augment`, by default <run>/augment/<name>/).", d.evol_applies, render_evol),
+    Panel("eval", "Train & compare", "each selection against random data of the same size: held-out loss over "
+          "seeds, gain, verdict, loss curves", "Needs the eval stage's tables: run `thresher eval run`.",
+          eval_applies, render_eval),
 ):
     register_panel(_panel)
 

@@ -141,16 +141,16 @@ def markdown(report: dict) -> str:
     return "\n".join(lines)
 
 
-def write_plot(path: Path, config: EvalConfig, summary: list[dict], curves: list[dict]) -> Path:
-    """Mean eval loss over training per arm (one panel per eval set) and each selection's gain."""
+def curves_figure(name: str, arms: list[str], sets: list[str], summary: list[dict], curves: list[dict]):
+    """Mean eval loss over training per arm (one panel per eval set) and each selection's gain with
+    twice its standard error (the run's plot and the dashboard's)."""
     import plotly.graph_objects as go
     from plotly.subplots import make_subplots
 
-    sets = [s.name for s in config.eval_sets]
     figure = make_subplots(rows=1, cols=len(sets) + 1, subplot_titles=[f"loss on {s}" for s in sets]
                            + ["gain over random (nats/token)"])
     for col, set_name in enumerate(sets, 1):
-        for arm in config.arms:
+        for arm in arms:
             points: dict[int, list[float]] = {}
             for row in curves:
                 if row["arm"] == arm and row["measure"] == set_name:
@@ -162,7 +162,12 @@ def write_plot(path: Path, config: EvalConfig, summary: list[dict], curves: list
     figure.add_trace(go.Bar(x=[f"{r['selection']} / {r['measure']}" for r in losses], y=[r["gain"] for r in losses],
                             error_y={"type": "data", "array": [2 * r["gain_stderr"] for r in losses]},
                             name="gain ± 2 s.e.", showlegend=False), row=1, col=len(sets) + 1)
-    figure.update_layout(title=f"thresher eval {config.name}", height=420, width=420 * (len(sets) + 1))
+    figure.update_layout(title=f"thresher eval {name}", height=420, width=420 * (len(sets) + 1))
+    return figure
+
+
+def write_plot(path: Path, config: EvalConfig, summary: list[dict], curves: list[dict]) -> Path:
+    figure = curves_figure(config.name, config.arms, [s.name for s in config.eval_sets], summary, curves)
     path.parent.mkdir(parents=True, exist_ok=True)
     tmp = path.with_name(path.name + ".tmp")
     figure.write_html(str(tmp), include_plotlyjs=True, full_html=True)
