@@ -134,4 +134,4 @@ def test_the_catalog_connection_is_read_only(demo):
 
 def test_evol_panel_is_absent_from_the_demo_run(demo):
     present = {p.key for p in panels.PANELS if p.applies(demo)}
-    assert present == {"overview", "scores", "samples", "quarantine", "selections", "dedup", "judges"}
+    assert present == {"overview", "scores", "samples", "quarantine", "selections", "dedup", "judges", "eval"}

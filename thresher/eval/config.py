@@ -89,7 +89,7 @@ class TrainSettings(StrictModel):
     batch_size: int = Field(16, ge=1, description="windows per step")
     lr: float = Field(1e-2, gt=0, description="peak learning rate (AdamW, linear warm-up, cosine decay)")
     warmup: int = Field(20, ge=0, description="warm-up steps")
-    weight_decay: float = Field(0.1, ge=0)
+    weight_decay: float = Field(0.1, ge=0, description="AdamW weight decay")
     checkpoint_every: int = Field(50, ge=1, description="steps between checkpoints (a killed run resumes there)")
     eval_every: int = Field(50, ge=1, description="steps between points of the loss curves")
     threads: int | None = Field(None, ge=1, description="torch CPU threads; default: torch's; results depend on it "
