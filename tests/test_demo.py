@@ -41,6 +41,13 @@ def test_demo_curates_its_embedded_corpus(demo_result):
         assert classified == instructions and 0 < top <= instructions // 5
         selected = con.execute("SELECT count(*) FROM selections_classifier_top_decile").fetchall()[0][0]
         assert 0 < selected <= top
+        # Decontamination: the documents quoting a passage of the demo's package quiz are flagged, and every
+        # SQL selection drops them in its first step.
+        flagged = con.execute("SELECT count(*) FROM documents_scored WHERE decontam_overlap > 0 "
+                              "AND decontam_benchmark = 'package_quiz'").fetchall()[0][0]
+        assert flagged >= 1
+        assert con.execute("SELECT count(*) FROM selections_clean_web JOIN documents_scored USING (doc_id) "
+                           "WHERE decontam_overlap > 0").fetchall()[0][0] == 0
         # Train-and-compare: both selections against random, 3 seeds each, on the held-out answers.
         arms = con.execute("SELECT arm, count(DISTINCT seed), min(train_tokens) = max(train_tokens) "
                            "FROM eval_results GROUP BY arm ORDER BY arm").fetchall()
@@ -48,6 +55,8 @@ def test_demo_curates_its_embedded_corpus(demo_result):
         for query in EXAMPLE_QUERIES:
             assert con.execute(query).fetchall(), query
     assert (run.root / "recipe.yaml").is_file()
+    funnel = {s["name"]: s["funnel"][1]["step"] for s in result["selections"]}
+    assert set(funnel.values()) == {"decontaminated"}
     (evaluated,) = result["eval"]["evals"]
     assert sorted(r["selection"] for r in evaluated["summary"]) == ["assistant-like-web", "clean-web"]
     assert (run.root / evaluated["plot"]).is_file()

@@ -17,6 +17,8 @@ No network and no ../shared: the text comes from installed packages.
   selection, each against random documents of the same size over 3 seeds, on held-out answers;
 - Evol-Instruct on a few judged instructions (SmolLM2 evolves and answers, the Qwen judge
   eliminates evolutions without information gain), into the augmented run `<run>/augment/evol/`;
+- decontamination against a benchmark-style quiz built from passages of package descriptions (which
+  the web corpus also holds): every SQL selection drops the documents that quote a quiz passage;
 - a damaged shard made from real documents (a cut gzip stream, broken JSON, invalid UTF-8, empty
   and non-string text) so that the quarantine path runs too.
 """
@@ -33,6 +35,7 @@ import yaml
 from thresher.augment.config import AugmentConfig, GenerationSettings
 from thresher.classifier.config import ClassifierConfig
 from thresher.config import DedupConfig, InputSpec, Recipe, ScorerSpec, SelectionRecipe, SelectionStep
+from thresher.decontam.config import BenchmarkSpec, DecontaminationConfig
 from thresher.dsir.config import DsirConfig, DsirSelection, DsirTarget
 from thresher.embeddings.config import (
     DistillConfig,
@@ -175,11 +178,33 @@ def train_demo_models(directory: Path, conversations: list) -> tuple[Path, Path]
     return kenlm_model, proxy_dir
 
 
+# A benchmark-style quiz the demo builds from text the install ships: passages of these packages'
+# long descriptions (which are also in the web corpus), each asking which package it describes.
+# The recipe's decontamination rule then finds the corpus documents that quote a quiz passage.
+_QUIZ_PACKAGES = ("orjson", "typer", "rich", "prefect", "datasketch")
+_QUIZ_PASSAGE_WORDS = 50
+
+
+def _package_quiz(documents: list[dict]) -> list[dict]:
+    descriptions = {d["package"].lower(): d["text"] for d in documents if d["kind"] == "description"}
+    names = [n for n in _QUIZ_PACKAGES if n in descriptions]
+    items = []
+    for name in names:
+        words = descriptions[name].split()
+        start = len(words) // 3
+        passage = " ".join(words[start: start + _QUIZ_PASSAGE_WORDS])
+        items.append({"question": f"Which Python package does this passage describe?\n\n{passage}",
+                      "choices": sorted(names), "answer": name})
+    return items
+
+
 def build_demo_inputs(directory: Path, conversations: int) -> tuple[list[InputSpec], list]:
     web, chat, damaged = directory / "web", directory / "chat", directory / "damaged"
-    for folder in (web, chat, damaged):
+    for folder in (web, chat, damaged, directory / "benchmark"):
         folder.mkdir(parents=True, exist_ok=True)
     documents = _package_documents()
+    quiz = b"".join(orjson.dumps(item) + b"\n" for item in _package_quiz(documents))
+    _write_if_changed(directory / "benchmark" / "package_quiz.jsonl", quiz)
     lines = b"".join(orjson.dumps(doc) + b"\n" for doc in documents)
     _write_if_changed(web / "installed_packages.jsonl.gz", gzip.compress(lines, mtime=0))
     chat_data = _sharegpt_conversations(conversations)
@@ -278,6 +303,8 @@ DEMO_AUGMENT = AugmentConfig(
 def demo_recipe(run_dir: Path, conversations: int) -> Recipe:
     run_dir = run_dir.resolve()
     inputs, chat_data = build_demo_inputs(run_dir / "inputs", conversations)
+    quiz = BenchmarkSpec(name="package_quiz", paths=[str(run_dir / "inputs" / "benchmark" / "package_quiz.jsonl")],
+                         fields=["question", "choices"])
     kenlm_model, proxy_dir = train_demo_models(run_dir / "models", chat_data)
     scorers = [
         ScorerSpec(name="heuristics"),
@@ -291,6 +318,7 @@ def demo_recipe(run_dir: Path, conversations: int) -> Recipe:
                   dedup=DedupConfig(survivor="highest_score", survivor_column="gopher_word_count"),
                   dsir=DEMO_DSIR, judges=demo_judges(conversations),
                   embeddings=DEMO_EMBEDDINGS, classifiers=DEMO_CLASSIFIERS, evaluation=[DEMO_EVAL],
+                  decontamination=DecontaminationConfig(benchmarks=[quiz]),
                   augment=DEMO_AUGMENT)
 
 
