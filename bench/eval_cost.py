@@ -73,7 +73,8 @@ def main() -> None:
         for threads in (1, 2):
             rate = tokens_per_second(settings, tokenizer.vocab_size, tokenizer.eos_id, stream, args.steps, threads)
             per_model = train.steps * train.batch_size * settings.context / rate
-            print(f"{label:40} {threads:>7} {rate:>9,.0f} {1e6 / rate:>16.1f} {per_model:>20.1f} {9 * per_model:>17.0f}")
+            print(f"{label:40} {threads:>7} {rate:>9,.0f} {1e6 / rate:>16.1f} {per_model:>20.1f} "
+                  f"{9 * per_model:>17.0f}")
 
 
 if __name__ == "__main__":

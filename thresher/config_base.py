@@ -13,7 +13,8 @@ import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
 
 InputFormat = Literal[
-    "auto", "c4", "fineweb", "refinedweb", "jsonl", "parquet", "csv", "tsv", "arrow", "text", "alpaca", "sharegpt"
+    "auto", "c4", "fineweb", "refinedweb", "jsonl", "parquet", "csv", "tsv", "arrow", "text", "alpaca", "sharegpt",
+    "warc", "wet",
 ]
 
 
@@ -84,6 +85,10 @@ class IngestConfig(StrictModel):
     batch_bytes: int = Field(32 << 20, gt=0, description="text bytes per batch before it is cut")
     max_doc_bytes: int = Field(
         2 << 20, gt=0, description="documents with more UTF-8 bytes than this are quarantined"
+    )
+    extraction_time_limit_s: float = Field(
+        5.0, gt=0, description="WARC inputs: seconds the HTML extractor may spend on one page; a page that "
+        "takes longer is quarantined (extraction_timeout)"
     )
     max_quarantine_share: float = Field(
         0.5, ge=0, le=1, description="warn about a file that quarantines more than this share of its rows"

@@ -82,6 +82,10 @@ class QuarantineReason:
     OVERSIZED = "oversized"
     SCHEMA_MISMATCH = "schema_mismatch"
     INVALID_RECORD = "invalid_record"
+    # An HTML page (a WARC response) whose main text could not be extracted.
+    EXTRACTION_TIMEOUT = "extraction_timeout"
+    EXTRACTION_FAILED = "extraction_failed"
+    EMPTY_EXTRACTION = "empty_extraction"
     # The file as a whole: it cannot be opened, decoded or told apart from other formats.
     UNREADABLE_FILE = "unreadable_file"
     UNKNOWN_FORMAT = "unknown_format"
@@ -100,6 +104,9 @@ class QuarantineReason:
         OVERSIZED,
         SCHEMA_MISMATCH,
         INVALID_RECORD,
+        EXTRACTION_TIMEOUT,
+        EXTRACTION_FAILED,
+        EMPTY_EXTRACTION,
         UNREADABLE_FILE,
         UNKNOWN_FORMAT,
         PERMISSION_DENIED,
@@ -109,6 +116,8 @@ class QuarantineReason:
     # A shard quarantined as a whole holds nothing else; a retry may read it once its cause is gone.
     WHOLE_FILE = frozenset({UNREADABLE_FILE, UNKNOWN_FORMAT, PERMISSION_DENIED, FILE_VANISHED})
     TRANSIENT = frozenset({PERMISSION_DENIED, FILE_VANISHED})
+    # Only a WARC input's HTML pages meet these (thresher.storage.readers_warc).
+    EXTRACTION = frozenset({EXTRACTION_TIMEOUT, EXTRACTION_FAILED, EMPTY_EXTRACTION})
     # Rows that stand for a file or its unread rest, and so carry `file_bytes`.
     FILE_LEVEL = WHOLE_FILE | {TRUNCATED_ARCHIVE, UNREADABLE_REMAINDER}
 

@@ -6,7 +6,8 @@ Containers are decided by the file: `.parquet` is Parquet, `.csv*`/`.tsv*` CSV/T
 auto: a `.txt` file named with a JSON preset keeps being read as JSON), and any other file is a
 JSON array if its first non-blank byte is `[` and JSON lines if it is `{`. The format (c4,
 fineweb, ...) only names the fields to read, so every preset works in every container; for
-tabular files, auto decides it from the column names.
+tabular files, auto decides it from the column names. WARC and WET archives (`.warc*`, `.wet*`;
+formats `warc`, `wet`) are the exception: their format is their container.
 
 Planning never fails on one file: a file that cannot be fingerprinted or whose format cannot be
 decided still becomes a Shard, carrying the `problem` that its reader turns into one quarantine row.
@@ -18,6 +19,7 @@ from __future__ import annotations
 import glob
 import gzip
 import hashlib
+import importlib.util
 import io
 import os
 import re
@@ -38,6 +40,8 @@ TEXT_EXTENSIONS = (".txt", ".txt.gz", ".txt.zst")
 CSV_EXTENSIONS = (".csv", ".csv.gz", ".csv.zst", ".csv.bz2")
 TSV_EXTENSIONS = (".tsv", ".tsv.gz", ".tsv.zst", ".tsv.bz2")
 ARROW_EXTENSIONS = (".arrow", ".feather", ".ipc")
+WARC_EXTENSIONS = (".warc", ".warc.gz")
+WET_EXTENSIONS = (".wet", ".wet.gz", ".warc.wet.gz")
 KNOWN_EXTENSIONS = (
     ".jsonl",
     ".json",
@@ -50,14 +54,27 @@ KNOWN_EXTENSIONS = (
     *CSV_EXTENSIONS,
     *TSV_EXTENSIONS,
     *ARROW_EXTENSIONS,
+    *WARC_EXTENSIONS,
+    *WET_EXTENSIONS,
 )
 # Containers whose rows are columns of Arrow record batches (thresher.storage.readers_tabular).
 TABULAR_CONTAINERS = frozenset({"parquet", "csv", "tsv", "arrow"})
 # The preset of a plain-text file: it has no fields, its content is the text.
 TEXT_FORMAT = "text"
 INSTRUCTION_FORMATS = frozenset({"alpaca", "sharegpt"})
+# Archives of web records (thresher.storage.readers_warc): the format is the container.
+WEB_FORMATS = frozenset({"warc", "wet"})
 # The format of a shard planned with format "auto" whose format could not be decided.
 UNKNOWN_FORMAT = "unknown"
+WEB_EXTRA = "pip install 'thresher[web]'"
+
+
+def require_web_extra() -> None:
+    """Fail with one line naming the install command when the `web` extra (warcio, trafilatura) is missing."""
+    missing = [name for name in ("warcio", "trafilatura") if importlib.util.find_spec(name) is None]
+    if missing:
+        raise InputError(f"WARC and WET inputs need {' and '.join(missing)} (the `web` extra): {WEB_EXTRA}")
+
 
 _FINGERPRINT_SPAN = 1 << 20
 _READ_BUFFER = 1 << 20
@@ -186,6 +203,8 @@ def discover_shards(spec: InputSpec) -> list[Shard]:
                 problem = file_problem(exc, path)
         if fmt == "auto":
             fmt = UNKNOWN_FORMAT
+        if fmt in WEB_FORMATS:  # a missing extra fails the command, not file after file
+            require_web_extra()
         shards.append(
             Shard(
                 path=path,
@@ -308,7 +327,7 @@ def _safe_stem(path: str) -> str:
 
 
 def container(path: str, fmt: str = "auto") -> str:
-    """'parquet', 'csv', 'tsv', 'arrow', 'text', 'array' or 'lines' for a file read with preset `fmt`."""
+    """'parquet', 'csv', 'tsv', 'arrow', 'text', 'warc', 'wet', 'array' or 'lines' for a file read with preset `fmt`."""
     if path.endswith(".parquet"):
         return "parquet"
     for kind, extensions in (("csv", CSV_EXTENSIONS), ("tsv", TSV_EXTENSIONS), ("arrow", ARROW_EXTENSIONS)):
@@ -316,6 +335,10 @@ def container(path: str, fmt: str = "auto") -> str:
             return kind
     if fmt == TEXT_FORMAT or (fmt == "auto" and path.endswith(TEXT_EXTENSIONS)):
         return "text"
+    if fmt in WEB_FORMATS:
+        return fmt
+    if fmt == "auto" and path.endswith(WARC_EXTENSIONS + WET_EXTENSIONS):
+        return "wet" if path.endswith(WET_EXTENSIONS) else "warc"
     if path.endswith((".jsonl", ".jsonl.gz", ".jsonl.zst")):
         return "lines"
     with open_decompressed(path) as stream:
@@ -344,6 +367,8 @@ def detect_format(path: str) -> str:
     kind = container(path)
     if kind == "text":
         return TEXT_FORMAT
+    if kind in WEB_FORMATS:
+        return kind
     if kind in TABULAR_CONTAINERS:
         return _format_from_columns(kind, set(_column_names(path, kind)))
     first = _first_array_item(path) if kind == "array" else _first_object_line(path)

@@ -6,7 +6,8 @@ Every input record ends up in exactly one place: a row of `ReadBatch.records` or
 shard reconcile. Nothing reads a whole file into memory: JSON lines and text lines are read one
 bounded line at a time, JSON arrays through ijson, Parquet, CSV/TSV and Arrow IPC one record batch
 at a time (`thresher.storage.readers_tabular`), a plain-text document up to max_doc_bytes
-(`thresher.storage.readers_text`).
+(`thresher.storage.readers_text`), WARC and WET archives one record at a time
+(`thresher.storage.readers_warc`, whose skipped records are not rows).
 
 A file that cannot be read at all (not Parquet, not gzip, corrupt zstd, no permission, gone since
 it was planned) is one quarantine row that counts as one input row; a file that fails part-way
@@ -42,6 +43,7 @@ from thresher.storage.formats import (  # noqa: F401  (re-exported: readers is w
     INSTRUCTION_FORMATS,
     KNOWN_EXTENSIONS,
     TABULAR_CONTAINERS,
+    WEB_FORMATS,
     FileProblem,
     InputError,
     Shard,
@@ -65,6 +67,7 @@ from thresher.storage.readers_text import (
     text_line_records,
     truncation,
 )
+from thresher.storage.readers_warc import web_records
 
 _TIMESTAMP_TYPE = pa.timestamp("us", tz="UTC")
 
@@ -79,6 +82,8 @@ _DOCUMENT_FIELDS = {
     "tsv": ("text", None, None),
     "arrow": ("text", None, None),
     "text": ("text", None, None),  # a plain-text file's records are {"text": ...}
+    "warc": ("text", "url", "timestamp"),  # so are a WARC's and a WET's (readers_warc)
+    "wet": ("text", "url", "timestamp"),
 }
 _ALPACA_FIELDS = frozenset({"instruction", "input", "output"})
 _ROLES = {
@@ -165,6 +170,8 @@ def _read_file(shard: Shard, spec: InputSpec, ingest: IngestConfig) -> Iterator[
     elif kind == "text":
         read_text = text_line_records if _text_mode(spec) == "lines" else text_file_records
         records = read_text(shard.path, ingest.max_doc_bytes)
+    elif kind in WEB_FORMATS:
+        records = web_records(shard.path, kind, ingest)
     else:
         records = _json_lines(shard.path, ingest.max_doc_bytes * 4 + RAW_LIMIT)
     yield from _assemble(records, convert, assemble, shard, ingest)
