@@ -43,7 +43,7 @@ def show_progress(console: Console | None = None) -> Iterator[None]:
         TextColumn("[bold]{task.description:<28}"),
         BarColumn(),
         MofNCompleteColumn(),
-        TextColumn("shards"),
+        TextColumn("{task.fields[jobs]}"),
         TextColumn("{task.fields[rows]}"),
         TimeElapsedColumn(),
         console=console,
@@ -57,9 +57,10 @@ def show_progress(console: Console | None = None) -> Iterator[None]:
 
 
 @contextlib.contextmanager
-def stage_progress(label: str, total_shards: int, unit: str = "rows") -> Iterator[StageBar]:
+def stage_progress(label: str, total_shards: int, unit: str = "rows", jobs: str = "shards") -> Iterator[StageBar]:
+    """A bar of `total_shards` jobs (named `jobs`: shards, models, ...) that also counts `unit`s done."""
     if _progress is None:
         yield _Silent()
         return
-    task_id = _progress.add_task(label, total=total_shards, rows="")
+    task_id = _progress.add_task(label, total=total_shards, rows="", jobs=jobs)
     yield _RichBar(_progress, task_id, unit)

@@ -42,7 +42,7 @@ def test_run_summary_lists_stages_tables_and_views(demo):
     assert stages["ingest"].status == "finished"
     assert stages["ingest"].counts["rows_in"] == d.funnel(demo).rows_in
     assert {r["scorer"] for r in stages["score"].tables["summary"]} == {
-        "heuristics@1", "langid@1", "kenlm@1", "lm_perplexity@1"}
+        "heuristics@1", "langid@1", "kenlm@1", "lm_perplexity@1", "decontam@1"}
     assert summary.table_rows["documents"] > 100
     assert ("documents", "every documents row of the run") in summary.views
 
@@ -50,8 +50,8 @@ def test_run_summary_lists_stages_tables_and_views(demo):
 def test_score_views_leave_out_aliases_and_list_numeric_columns(demo):
     views = d.score_views(demo)
     # score_*_v1 are the same tables; the demo runs dedup, DSIR, a judge, the embedding stages and a
-    # classifier as well as the scorers.
-    assert views == ["score_classifier_quality", "score_classifier_quality_pct",
+    # classifier as well as the scorers (decontamination among them).
+    assert views == ["score_classifier_quality", "score_classifier_quality_pct", "score_decontam",
                      "score_distilled_judge_alpagasus", "score_dsir", "score_embed", "score_exact_dedup",
                      "score_heuristics", "score_judge_alpagasus", "score_kenlm", "score_langid", "score_lm_perplexity",
                      "score_minhash_dedup", "score_semdedup"]

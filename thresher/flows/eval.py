@@ -63,8 +63,8 @@ def evaluate(run: RunDir, config: EvalConfig) -> dict:
     jobs = [Job((str(run.root), config, arm, seed), job_cache_key(config, plan, arm, seed, device))
             for seed in config.seeds for arm in config.arms]
     metrics = map_cached(
-        run, train_task, jobs, label=f"eval {config.name}: train", unit="models", rows=lambda _result: 1,
-        one_at_a_time=True,
+        run, train_task, jobs, label=f"eval {config.name}: train", unit="tokens seen",
+        rows=lambda result: result["tokens_seen"], jobs_unit="models", one_at_a_time=True,
         done=lambda job, _result: finished(model_dir(run, config.name, job.args[2], job.args[3]),
                                            job.cache_key) is not None)
     report = write_report(run, config, plan, metrics)

@@ -87,6 +87,7 @@ def map_cached(
     done: Callable[[Job, dict], bool],
     rows: Callable[[dict], int] = lambda result: result["rows"],
     unit: str = "rows",
+    jobs_unit: str = "shards",
     one_at_a_time: bool = False,
 ) -> list[dict]:
     """Run `task_(*job.args, job.cache_key)` for every job that is not done; the results in the order
@@ -110,7 +111,7 @@ def map_cached(
         results[index] = result
         return result
 
-    with stage_progress(label, len(jobs), unit=unit) as bar:
+    with stage_progress(label, len(jobs), unit=unit, jobs=jobs_unit) as bar:
         for index in sorted(results):
             bar.advance(rows(results[index]))
         if one_at_a_time:
