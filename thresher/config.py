@@ -194,7 +194,7 @@ def load_selection_recipe(path: str | Path) -> SelectionRecipe:
 
 
 def load_recipe(path: str | Path) -> Recipe:
-    """Load a recipe; a relative `run_dir` or input path is taken relative to the recipe file."""
+    """Load a recipe; a relative `run_dir`, input path or eval-set/probe path is taken relative to the recipe file."""
     path = Path(path)
     recipe = load_yaml_model(path, Recipe)
     assert isinstance(recipe, Recipe)
@@ -204,4 +204,8 @@ def load_recipe(path: str | Path) -> Recipe:
         return p if Path(p).is_absolute() or "://" in p else str(base / p)
 
     inputs = [spec.model_copy(update={"paths": [anchored(p) for p in spec.paths]}) for spec in recipe.inputs]
-    return recipe.model_copy(update={"run_dir": anchored(recipe.run_dir), "inputs": inputs})
+    evaluation = [config.model_copy(update={
+        "eval_sets": [s.model_copy(update={"paths": [anchored(p) for p in s.paths]}) for s in config.eval_sets],
+        "probes": [p.model_copy(update={"path": anchored(p.path)}) for p in config.probes]})
+        for config in recipe.evaluation]
+    return recipe.model_copy(update={"run_dir": anchored(recipe.run_dir), "inputs": inputs, "evaluation": evaluation})

@@ -66,6 +66,8 @@ def test_shipped_recipe_loads_and_validates():
     assert classifier.source == "judge" and classifier.target == "judge_edu_score"
     assert recipe.judges[0].params["sample_fraction"] < 1
     assert any("classifier_edu_pct" in w.sql for s in recipe.selections for w in s.where)
+    (evaluation,) = recipe.evaluation
+    assert evaluation.arms == ["top-decile-edu", "random"] and len(evaluation.seeds) == 3
 
 
 def test_curate_with_a_classifier_selects_by_percentile(sample_data, tmp_path):

@@ -52,3 +52,21 @@ def test_a_recipe_evaluates_only_selections_it_makes(tmp_path):
     assert recipe.evaluation[0].arms == ["good", "random"]
     with pytest.raises(ValueError, match="evaluation 'cmp': no selection named typo in this recipe"):
         Recipe.model_validate({**base, "evaluation": [{**evaluation, "selections": ["typo"]}]})
+
+
+def test_recipe_paths_of_eval_sets_are_taken_from_the_recipe_and_validated(tmp_path):
+    from thresher.cli.validate import check_recipe
+    from thresher.config import load_recipe
+
+    (tmp_path / "data.jsonl").write_text('{"text": "a document"}\n', encoding="utf-8")
+    path = tmp_path / "recipe.yaml"
+    path.write_text(yaml.safe_dump({
+        "name": "r", "run_dir": "run", "inputs": [{"paths": ["data.jsonl"]}],
+        "selections": [{"name": "good", "where": [{"name": "all", "sql": "TRUE"}]}],
+        "evaluation": [{"name": "cmp", "selections": ["good"], "random_where": "no_such_column > 1",
+                        "eval_sets": [{"name": "e", "paths": ["held/out.jsonl"]}]}]}), encoding="utf-8")
+    recipe = load_recipe(path)
+    assert recipe.evaluation[0].eval_sets[0].paths == [str(tmp_path / "held" / "out.jsonl")]
+    problems, _ = check_recipe(path, [])
+    assert any(p.startswith("evaluation.0.eval_sets.0.paths.0:") and "no such file" in p for p in problems), problems
+    assert any(p.startswith("evaluation.0.random_where:") and "no_such_column" in p for p in problems), problems

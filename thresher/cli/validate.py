@@ -162,6 +162,8 @@ class _Checks:
             self.dsir(sections["dsir"])
         if sections.get("embeddings") is not None:
             self.embeddings(sections["embeddings"])
+        for i, evaluation in _items(sections, "evaluation"):
+            self.evaluation(f"evaluation.{i}", evaluation)
         if sections.get("augment") is not None:
             self.augment(sections["augment"], sections)
         runner = sections.get("task_runner")
@@ -296,6 +298,19 @@ class _Checks:
                      (_PREDICATE_ON, table) if table else None)
             self.sql("dsir.selection.candidates_sql", config.selection.candidates_sql, _CANDIDATES)
 
+    def evaluation(self, where: str, config: Any) -> None:
+        """Held-out sets that exist and queries that bind, before any model trains."""
+        from thresher.config_base import InputSpec
+
+        for j, spec in enumerate(config.eval_sets):
+            if spec.paths:
+                self.inputs(f"{where}.eval_sets.{j}", InputSpec(paths=spec.paths, format=spec.format))
+            self.sql(f"{where}.eval_sets.{j}.sql", spec.sql, _QUERY)
+        self.sql(f"{where}.random_where", config.random_where, _PREDICATE, (_PREDICATE_ON, config.table))
+        for j, probe in enumerate(config.probes):
+            if not Path(self.anchored(probe.path)).is_file():
+                self.add(f"{where}.probes.{j}.path", f"{self.anchored(probe.path)}: no such file")
+
     def embeddings(self, config: Any) -> None:
         try:
             config.embed.scorer()  # locates the model (and its ONNX export) like the embed stage
@@ -310,8 +325,8 @@ class _Checks:
             self.sql(f"embeddings.diversity.{i}.where", diversity.where, _PREDICATE, (_PREDICATE_ON, diversity.table))
 
     def summary(self, sections: dict[str, Any]) -> str:
-        stages = ["ingest", "score"] + [s for s in ("dedup", "dsir", "judges", "embeddings", "selections", "augment")
-                                        if sections.get(s)]
+        stages = ["ingest", "score"] + [s for s in ("dedup", "dsir", "judges", "embeddings", "selections",
+                                                     "evaluation", "augment") if sections.get(s)]
         inputs = len(list(_items(sections, "inputs")))
         models = ", ".join(dict.fromkeys(self.models)) or "none"
         return (f"recipe ok: {len(stages)} stages ({', '.join(stages)}), {inputs} inputs ({self.files} files), "

@@ -27,7 +27,7 @@ class EvalSetSpec(StrictModel):
 
     name: str = Field(pattern=r"^[A-Za-z0-9_.-]+$", description="names the set in the results")
     paths: list[str] = Field(default_factory=list, description="files, globs, directories or hf://datasets/... "
-                             "(as inputs)")
+                             "(as inputs; in a recipe, relative to the recipe file)")
     fields: list[str] | None = Field(None, min_length=1, description="fields joined into the text (default: the "
                                      "reader's text)")
     format: InputFormat = Field("auto", description="reader preset, as for inputs")
@@ -58,7 +58,7 @@ class ProbeSetSpec(StrictModel):
     lm-evaluation-harness does: the choice the model finds most likely after the question."""
 
     name: str = Field(pattern=r"^[A-Za-z0-9_.-]+$", description="names the probe set in the results")
-    path: str = Field(description="a JSON Lines file, one item a line")
+    path: str = Field(description="a JSON Lines file, one item a line (in a recipe, relative to the recipe file)")
     question_field: str = Field("question", description="the context every choice continues")
     choices_field: str = Field("choices", description="a list of continuations")
     answer_field: str = Field("answer", description="the index of the right choice (or its text)")
