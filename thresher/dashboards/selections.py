@@ -8,13 +8,12 @@ and columns are the ones the stage declares (`thresher.dsir.views.DSIR`).
 from __future__ import annotations
 
 import json
-import re
 from dataclasses import dataclass
 
 from thresher.dashboards.catalog import Catalog, NotFound, quote_ident, value_expr
 from thresher.dashboards.histograms import histogram
 from thresher.dsir.views import DSIR, latest_fit_pointer
-from thresher.storage.catalog import score_view_name
+from thresher.storage.catalog import score_view_name, stage_view_name
 
 SELECTIONS_PREFIX = "selections_"  # the catalog's view of selections/<name>/
 
@@ -41,8 +40,7 @@ class SelectionInfo:
 
 
 def _view_for_dir(directory: str) -> str:
-    # As thresher.storage.catalog names the view of a stage directory.
-    return SELECTIONS_PREFIX + re.sub(r"\W", "_", directory)
+    return stage_view_name("selections", directory)
 
 
 def selections(cat: Catalog) -> list[SelectionInfo]:

@@ -14,7 +14,6 @@ sample of its pool. Rows an eval set took from the trained table never reach any
 from __future__ import annotations
 
 import hashlib
-import re
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -26,7 +25,7 @@ from thresher.decontam.index import BuildCounts, benchmark_shards, benchmark_tex
 from thresher.eval.config import RANDOM_ARM, EvalConfig, EvalSetSpec
 from thresher.eval.overlap import OverlapTally, ngram_index
 from thresher.eval.tokens import Tokenizer
-from thresher.storage.catalog import open_catalog
+from thresher.storage.catalog import open_catalog, stage_view_name
 from thresher.storage.parquet_io import write_table_atomic
 from thresher.storage.run_dir import RunDir
 from thresher.storage.sql import quote_ident, single_statement
@@ -128,10 +127,6 @@ def read_eval_set(run: RunDir, spec: EvalSetSpec, config: EvalConfig, tokenizer:
     return EvalSetData(spec.name, tokens, texts, ngram_index(used[:texts], config.overlap_n))
 
 
-def selection_view(name: str) -> str:
-    return "selections_" + re.sub(r"\W", "_", name)
-
-
 def _arm_query(config: EvalConfig, arm: str) -> str:
     table = quote_ident(config.table)
     order = "ORDER BY md5(CAST(? AS VARCHAR) || ':' || t.doc_id)"
@@ -142,8 +137,8 @@ def _arm_query(config: EvalConfig, arm: str) -> str:
             single_statement(config.random_where, "SELECT 1 WHERE ({})", label="random_where", error=EvalDataError)
         return (f"SELECT t.doc_id, t.text FROM {quote_ident(config.table + '_scored')} t "
                 f"WHERE {where}{keep} {order}")
-    return (f"SELECT t.doc_id, t.text FROM {table} t JOIN {quote_ident(selection_view(arm))} s USING (doc_id) "
-            f"WHERE {keep} {order}")
+    selected = quote_ident(stage_view_name("selections", arm))
+    return f"SELECT t.doc_id, t.text FROM {table} t JOIN {selected} s USING (doc_id) WHERE {keep} {order}"
 
 
 def arm_documents(run: RunDir, config: EvalConfig, arm: str, seed: int,

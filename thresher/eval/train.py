@@ -119,17 +119,20 @@ def train_arm(job: TrainJob, config: EvalConfig, tokenizer: Tokenizer, eval_sets
     windows = (tokens.size - 1) // context
     if windows < 1:
         raise ValueError(f"arm {job.arm}: {tokens.size} training tokens, fewer than one window of {context + 1}")
-    model = build_model(config.model, tokenizer.vocab_size, tokenizer.eos_id, job.seed).to(device)
-    optimizer = torch.optim.AdamW(model.parameters(), lr=train.lr, weight_decay=train.weight_decay,
-                                  betas=(0.9, 0.95))
-    job.out.mkdir(parents=True, exist_ok=True)
-    state = _load_checkpoint(job.out, model, optimizer) or {"step": 0, "curve": [], "interval_loss": 0.0,
-                                                            "interval_steps": 0, "cache_key": cache_key}
-    if state.get("cache_key") != cache_key:  # a checkpoint of other data or settings: start over
+    def fresh():
         model = build_model(config.model, tokenizer.vocab_size, tokenizer.eos_id, job.seed).to(device)
         optimizer = torch.optim.AdamW(model.parameters(), lr=train.lr, weight_decay=train.weight_decay,
                                       betas=(0.9, 0.95))
-        state = {"step": 0, "curve": [], "interval_loss": 0.0, "interval_steps": 0, "cache_key": cache_key}
+        return model, optimizer, {"step": 0, "curve": [], "interval_loss": 0.0, "interval_steps": 0,
+                                  "cache_key": cache_key}
+
+    model, optimizer, state = fresh()
+    job.out.mkdir(parents=True, exist_ok=True)
+    resumed = _load_checkpoint(job.out, model, optimizer)
+    if resumed is not None and resumed.get("cache_key") == cache_key:
+        state = resumed
+    elif resumed is not None:  # a checkpoint of other data or settings: start over from the seed's weights
+        model, optimizer, state = fresh()
     resumed_from = state["step"]
     for step in range(state["step"], train.steps):
         model.train()

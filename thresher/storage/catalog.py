@@ -56,6 +56,11 @@ def _version_sort_key(version: str) -> tuple:
     return tuple(int(p) if p.isdigit() else p for p in re.split(r"[.\-]", version))
 
 
+def stage_view_name(stage_dir: str, name: str) -> str:
+    """The catalog view of `<stage_dir>/<name>/` (e.g. selections/top-edu/ -> selections_top_edu)."""
+    return stage_dir + "_" + re.sub(r"\W", "_", name)
+
+
 def score_view_name(scorer_key: str, *, versioned: bool) -> str:
     name, _, version = scorer_key.partition("@")
     suffix = "_v" + re.sub(r"\W", "_", version) if versioned else ""
@@ -126,7 +131,7 @@ def _layout_views(con: duckdb.DuckDBPyConnection, run: RunDir, root: str,
             continue
         for table_dir in sorted(p for p in stage_root.iterdir() if p.is_dir()):
             if _SAFE_NAME.match(table_dir.name) and _readable_parts(table_dir, "*.parquet"):
-                add(stage_dir + "_" + re.sub(r"\W", "_", table_dir.name),
+                add(stage_view_name(stage_dir, table_dir.name),
                     f"SELECT * FROM {parquet(f'{stage_dir}/{table_dir.name}', '*.parquet')}",
                     f"the {stage_dir}/{table_dir.name} table")
 
