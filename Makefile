@@ -76,6 +76,7 @@ bench: $(STAMP)
 	$(PY) bench/augment_throughput.py
 	$(PY) bench/warc_throughput.py
 	$(PY) bench/eval_cost.py
+	$(PY) bench/heuristics_throughput.py
 
 clean:
 	rm -rf $(VENV) $(DEMO_RUN) .pytest_cache .tools

@@ -46,6 +46,7 @@ from thresher.embeddings.config import (
 )
 from thresher.eval.config import EvalConfig, EvalSetSpec, TinyLMSettings, TrainSettings
 from thresher.flows.curate import curate_flow
+from thresher.models.loaded import release_models
 
 EXAMPLE_QUERIES = (
     "SELECT reason, sum(n_rows) AS rows FROM quarantine GROUP BY reason ORDER BY rows DESC",
@@ -65,14 +66,14 @@ EXAMPLE_QUERIES = (
 )
 
 # The SLM judge (Qwen2.5-Coder-0.5B-Instruct, packaged) grades a seeded sample of about this many
-# instructions in expected-score mode: enough to show the stage and to distil it, not enough to make
-# the demo slow (about 1 row/s on 2 cores).
-DEMO_JUDGED_ROWS = 40
+# instructions in expected-score mode, answers cut to 192 tokens: enough to show the stage and to distil
+# it, not enough to make the demo slow (0.2-0.5 rows/s on 2 cores, by CPU).
+DEMO_JUDGED_ROWS = 24
 
 
 def demo_judges(conversations: int) -> list[ScorerSpec]:
     fraction = min(1.0, DEMO_JUDGED_ROWS / max(conversations, 1))
-    return [ScorerSpec(name="judge_alpagasus", params={"sample_fraction": round(fraction, 4), "max_input_tokens": 256,
+    return [ScorerSpec(name="judge_alpagasus", params={"sample_fraction": round(fraction, 4), "max_input_tokens": 192,
                                                        "max_instruction_tokens": 128, "batch_size": 8})]
 
 
@@ -290,13 +291,14 @@ DEMO_EVAL = EvalConfig(
 )
 
 
-# Evol-Instruct on 8 judged instructions for 2 rounds: SmolLM2-135M evolves and answers, the Qwen judge
+# Evol-Instruct on 6 judged instructions for 2 rounds: SmolLM2-135M evolves and answers, the Qwen judge
 # decides information gain; the survivors are scored, judged, deduplicated against the demo's pool
-# and filtered by the judged-instructions selection, in the augmented run <run>/augment/evol/.
+# and filtered by the judged-instructions selection, in the augmented run <run>/augment/evol/. One model
+# is resident at a time, so the demo's peak memory is the judge's.
 DEMO_AUGMENT = AugmentConfig(
-    name="evol", selection="judged-instructions", sample=8, rounds=2, batch_size=8,
-    evolve=GenerationSettings(max_new_tokens=96), respond=GenerationSettings(max_new_tokens=128),
-    select=["judged-instructions"],
+    name="evol", selection="judged-instructions", sample=6, rounds=2, batch_size=8,
+    evolve=GenerationSettings(max_new_tokens=96), respond=GenerationSettings(max_new_tokens=96),
+    select=["judged-instructions"], one_model_at_a_time=True,
 )
 
 
@@ -330,6 +332,7 @@ AUGMENT_QUERIES = (
 
 def run_demo(run_dir: Path, conversations: int = 1500) -> dict:
     recipe = demo_recipe(Path(run_dir), conversations)
+    release_models()  # what training the demo's reference models left on the heap
     run_root = Path(recipe.run_dir)
     (run_root / "recipe.yaml").write_text(
         yaml.safe_dump(recipe.model_dump(mode="json"), sort_keys=False), encoding="utf-8"

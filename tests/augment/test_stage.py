@@ -10,11 +10,12 @@ from collections import Counter
 
 import pytest
 
-from tests.augment.conftest import CONFIG, FAKE_GENERATOR
+from tests.augment.conftest import CONFIG, FAKE_GENERATOR, FAKE_JUDGE
 from tests.augment.helpers import read_dir
 from tests.lm_models import QWEN
 from thresher.augment.eliminate import ELIMINATION_REASONS, NO_INFORMATION_GAIN
 from thresher.augment.operations import choose_operation
+from thresher.augment.stage import augment
 from thresher.augment.tables import attempts_dir, round_stats_path
 from thresher.augment.templates import OPERATIONS, latest_version, load_evolve_template
 from thresher.storage.run_dir import RunDir
@@ -157,11 +158,11 @@ def test_a_run_killed_mid_round_resumes_with_the_same_rows(evolved, tmp_path):
 
 def test_real_models_evolve_and_the_judge_eliminates_at_its_threshold(demo_result):
     """SmolLM2 evolving and answering real instructions and Qwen judging information gain, read from the
-    session's demo run (thresher.demo evolves 8 judged instructions for 2 rounds with these models)."""
+    session's demo run (thresher.demo evolves a few judged instructions for 2 rounds with these models)."""
     from thresher.demo import DEMO_AUGMENT
 
     rows = attempts_of(RunDir(demo_result["augment"]["output_run"]))
-    assert len(rows) == 16 and {r["model"].split(":")[0] for r in rows} == {"transformers"}
+    assert len(rows) == 2 * DEMO_AUGMENT.sample and {r["model"].split(":")[0] for r in rows} == {"transformers"}
     survivors = [r for r in rows if r["survived"]]
     assert survivors, "no evolution by the real generator survived two rounds"
     assert all(r["response"] and r["evolved_instruction"] != r["parent_instruction"] for r in survivors)
@@ -192,3 +193,19 @@ def test_equality_by_generation_on_a_real_judge(qwen_judge):
         assert raw.strip() and (p in (0.0, 1.0) or p is None)
     assert verdicts[0][0] == 1.0 and evolver.judge.model_id.startswith("transformers:qwen")
     assert QWEN in evolver.config.judge.model
+
+
+def test_one_model_at_a_time_unloads_between_phases_and_changes_nothing(evolved, alpaca_source, models, tmp_path,
+                                                                         monkeypatch):
+    import thresher.augment.evolve as evolve
+
+    released = []
+    monkeypatch.setattr(evolve, "release_backend", lambda spec: released.append(spec.model))
+    config = CONFIG.model_copy(update={"one_model_at_a_time": True})
+    lean = augment(alpaca_source.root, config, tmp_path / "lean")
+    batches = sum(r["batches"] for r in evolved["round_stats"])
+    # Per batch: the generator goes before the judge loads, the judge before the responder (the generator) does.
+    assert released == [FAKE_GENERATOR, FAKE_JUDGE] * batches
+    keep = ("attempt_id", "evolved_instruction", "p_equal", "response", "survived", "elimination_reason")
+    assert [{k: r[k] for k in keep} for r in attempts_of(RunDir(lean["output_run"]))] == \
+        [{k: r[k] for k in keep} for r in attempts_of(RunDir(evolved["output_run"]))]

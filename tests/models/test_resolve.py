@@ -149,7 +149,7 @@ def test_gguf_is_converted_once_into_a_plain_directory_and_reused(smollm2, monke
         raise AssertionError("a converted model was converted again")
 
     monkeypatch.setattr(resolve, "_convert_into", never)
-    monkeypatch.setattr(resolve, "_file_lock", never)
+    monkeypatch.setattr(resolve, "file_lock", never)
     written = (path / "model.safetensors").stat().st_mtime_ns
     assert convert_gguf(locate_model("smollm2-135m-instruct").path, root / "models") == path
     monkeypatch.setenv("THRESHER_CACHE", str(root))

@@ -404,17 +404,20 @@ def test_junk_scores_worse_than_c4_prose(c4_scores):
 
 
 def test_scores_do_not_depend_on_the_hash_seed():
-    """Tie-breaks and set iteration must not leak Python's per-process string hashing into scores."""
+    """Tie-breaks and set iteration must not leak per-process string hashing (Python's, or the
+    hash tables of Arrow and polars) into scores."""
     rng = random.Random(7)
     texts = [
         " ".join(rng.choice(["la", "le", "li", "lo", "lu", "lalala"]) for _ in range(300))
         for _ in range(5)
-    ]
+    ] + ["Same line.\nOther line.\nSame line.\n\nSame line.\n\nOther line."]
     code = (
         "import json, sys\n"
+        "import pyarrow as pa\n"
         "from thresher.scorers.heuristics import HeuristicsScorer\n"
-        "scorer = HeuristicsScorer()\n"
-        "print(json.dumps([scorer.score_text(t) for t in json.load(sys.stdin)]))\n"
+        "texts = json.load(sys.stdin)\n"
+        "batch = pa.record_batch({'doc_id': [str(i) for i in range(len(texts))], 'text': texts})\n"
+        "print(json.dumps(HeuristicsScorer().score(batch).to_pylist()))\n"
     )
     outputs = {
         subprocess.run(
@@ -428,5 +431,5 @@ def test_scores_do_not_depend_on_the_hash_seed():
         for seed in ("1", "2", "3")
     }
     assert len(outputs) == 1
-    here = [HeuristicsScorer().score_text(t) for t in texts]
+    here = HeuristicsScorer().score(batch_of(texts, [str(i) for i in range(len(texts))])).to_pylist()
     assert json.loads(outputs.pop()) == json.loads(json.dumps(here))

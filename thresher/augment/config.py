@@ -87,6 +87,9 @@ class AugmentConfig(StrictModel):
     max_parent_tokens: int = Field(384, ge=8, description="the instruction is cut to this many tokens in prompts")
     sorry_max_words: int = Field(80, ge=1, description="rule 2: a response with 'sorry' under this many words fails")
     batch_size: int = Field(16, ge=1, le=4096, description="attempts per backend call and per checkpoint")
+    one_model_at_a_time: bool = Field(
+        False, description="unload each local model before a phase that uses another (evolve, judge, respond): "
+                           "peak memory of the largest model alone, for a reload per batch; outputs are the same")
     dedup_against_source: bool = Field(
         True, description="in the augment loop: near-deduplicate evolved pairs against the source run's pool")
     select: list[str] | None = Field(

@@ -27,7 +27,7 @@ from collections import Counter
 from collections.abc import Sequence
 from dataclasses import dataclass
 
-from thresher.augment.config import AugmentConfig
+from thresher.augment.config import AugmentConfig, LMSpec
 from thresher.augment.eliminate import (
     COPIED_TEMPLATE_WORDS,
     NO_INFORMATION_GAIN,
@@ -38,7 +38,7 @@ from thresher.augment.eliminate import (
 )
 from thresher.augment.tables import AUGMENT_VERSION
 from thresher.augment.templates import load_equality_template, load_evolve_template, load_respond_template
-from thresher.llm import Capability, GenerationParams, LMBackend, get_backend, require
+from thresher.llm import Capability, GenerationParams, LMBackend, get_backend, release_backend, require
 
 # Without a tokenizer (an HTTP backend), text is cut at this many characters per token.
 CHARS_PER_TOKEN_FALLBACK = 4
@@ -91,6 +91,11 @@ class Evolver:
     @property
     def judge(self) -> LMBackend:
         return get_backend(self.config.judge.backend_spec())
+
+    def _next_phase(self, done: LMSpec, next_: LMSpec) -> None:
+        """With `one_model_at_a_time`, unload the model a phase used before the next phase loads another."""
+        if self.config.one_model_at_a_time and done.backend_spec() != next_.backend_spec():
+            release_backend(done.backend_spec())
 
     def settings(self) -> dict:
         """Everything besides the parent instruction and the operation that shapes an attempt's row:
@@ -205,6 +210,7 @@ class Evolver:
                 eliminate(row, NO_INFORMATION_GAIN, detail)
 
         judged = [row for row in rows if row["survived"]]  # rule 1: the judge
+        self._next_phase(c.generator, c.judge)
         verdicts = self.judge_equality([(r["parent_instruction"], r["evolved_instruction"]) for r in judged])
         for row, (p, method, raw) in zip(judged, verdicts):
             row.update(equality_method=method, p_equal=p, equality_raw=raw, equality_model=self.judge.model_id)
@@ -213,6 +219,7 @@ class Evolver:
                 eliminate(row, NO_INFORMATION_GAIN, what)
 
         t_judged = time.perf_counter()
+        self._next_phase(c.judge, c.responder_spec)
         answered = [row for row in rows if row["survived"]]  # rules 2 and 3 on the responses
         responder = self.responder
         if answered:
@@ -226,6 +233,7 @@ class Evolver:
                 failure = response_failure(row["response"], c.sorry_max_words)
                 if failure:
                     eliminate(row, *failure)
+        self._next_phase(c.responder_spec, c.generator)
         if stats is not None:
             stats.update({
                 "evolve_rows": len(attempts), "judge_rows": len(judged), "respond_rows": len(answered),

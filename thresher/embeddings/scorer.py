@@ -91,7 +91,7 @@ class EmbeddingScorer(ScorerBase):
 
     model: str = DEFAULT_EMBEDDING_MODEL
     """Packaged name (all-minilm-l6-v2), sentence-transformers directory, or Hugging Face cache id."""
-    backend: Literal["auto", "onnx", "sentence_transformers"] = "auto"
+    backend: Literal["auto", "onnx", "sentence_transformers", "static"] = "auto"
     """onnx (onnxruntime, no torch), sentence_transformers, or auto (ONNX on CPU when the model has an
     ONNX export, sentence-transformers otherwise)."""
     onnx_file: str | None = None
@@ -124,7 +124,7 @@ class EmbeddingScorer(ScorerBase):
             raise ValueError("batch_size must be >= 1 and max_seq_length >= 2")
         if self.tag is not None and not re.match(TAG_PATTERN, self.tag):
             raise ValueError(f"tag must match {TAG_PATTERN}, got {self.tag!r}")
-        files = located(self.model, self.onnx_file)  # fails now on a model that is not here
+        files = located(self.model, self.onnx_file, self.backend)  # fails now on a model that is not here
         if self.backend == "onnx" and files.onnx_file is None:
             raise EmbeddingModelError(f"{self.model}: backend onnx needs an ONNX export (onnx_file)")
         object.__setattr__(self, "model_fingerprint", files.fingerprint())

@@ -19,6 +19,7 @@ from thresher.flows.locking import writes_run
 from thresher.flows.runners import build_task_runner
 from thresher.flows.score import score_flow
 from thresher.flows.select import select_flow
+from thresher.models.loaded import release_models
 from thresher.storage.run_dir import RunDir
 
 
@@ -29,20 +30,25 @@ def curate_flow(recipe: Recipe) -> dict:
     run.init(seed=recipe.seed, recipe=recipe.model_dump(mode="json"), recipe_hash=recipe.content_hash())
     run.stage_started("curate")
     runner = recipe.task_runner
-    ingested = ingest_flow.with_options(task_runner=build_task_runner(runner))(
-        str(run.root), list(recipe.inputs), recipe.ingest, recipe.seed)
-    scored = score_flow.with_options(task_runner=build_task_runner(runner))(str(run.root), list(recipe.scorers))
-    deduped = (dedup_flow.with_options(task_runner=build_task_runner(runner))(str(run.root), recipe.dedup)
-               if recipe.dedup else None)
-    dsir = (dsir_flow.with_options(task_runner=build_task_runner(runner))(str(run.root), recipe.dsir)
-            if recipe.dsir else None)
-    judged = judge_flow(str(run.root), list(recipe.judges)) if recipe.judges else None
-    embedded = (embeddings_flow.with_options(task_runner=build_task_runner(runner))(str(run.root), recipe.embeddings)
-                if recipe.embeddings else None)
-    classified = (classifier_flow.with_options(task_runner=build_task_runner(runner))(
-        str(run.root), list(recipe.classifiers)) if recipe.classifiers else None)
-    selected = select_flow(str(run.root), list(recipe.selections)) if recipe.selections else []
-    evaluated = eval_flow(str(run.root), list(recipe.evaluation)) if recipe.evaluation else None
+
+    def stage(flow_, *args, runner_: bool = True):
+        # Each stage's models (a 2 GB judge, a KenLM file, an encoder) go once it ends: one process
+        # runs every stage here, and the next stage loads its own.
+        try:
+            return (flow_.with_options(task_runner=build_task_runner(runner)) if runner_ else flow_)(*args)
+        finally:
+            release_models()
+
+    root = str(run.root)
+    ingested = stage(ingest_flow, root, list(recipe.inputs), recipe.ingest, recipe.seed)
+    scored = stage(score_flow, root, list(recipe.scorers))
+    deduped = stage(dedup_flow, root, recipe.dedup) if recipe.dedup else None
+    dsir = stage(dsir_flow, root, recipe.dsir) if recipe.dsir else None
+    judged = stage(judge_flow, root, list(recipe.judges), runner_=False) if recipe.judges else None
+    embedded = stage(embeddings_flow, root, recipe.embeddings) if recipe.embeddings else None
+    classified = stage(classifier_flow, root, list(recipe.classifiers)) if recipe.classifiers else None
+    selected = stage(select_flow, root, list(recipe.selections), runner_=False) if recipe.selections else []
+    evaluated = stage(eval_flow, root, list(recipe.evaluation), runner_=False) if recipe.evaluation else None
     augmented = _augment(recipe, run) if recipe.augment else None
     run.stage_finished("curate")
     return {"run_dir": str(run.root), "ingest": ingested, "score": scored, "dedup": deduped, "dsir": dsir,

@@ -91,7 +91,7 @@ def _embed(run: RunDir, config: EmbedConfig) -> dict:
     run.stage_started("embed", config=config.model_dump(mode="json"))
     stats = score_every_shard(run, [scorer], "embed", table=config.table)
     build_catalog(run)
-    files = located(scorer.model, scorer.onnx_file)
+    files = located(scorer.model, scorer.onnx_file, scorer.backend)
     device = pick_device(scorer.device)
     seconds = round(sum(s["seconds"] for s in stats), 3)
     embedded = sum(s["rows"] for s in stats if not s["skipped"])

@@ -31,6 +31,7 @@ from thresher.llm.protocol import (
     Message,
     require,
 )
+from thresher.models.loaded import on_release
 
 BACKEND_KINDS: dict[str, str] = {
     "transformers": "thresher.llm.transformers_backend:TransformersBackend",
@@ -70,6 +71,7 @@ class BackendSpec:
 
 
 _backends: dict[str, LMBackend] = {}
+_registered: set[str] = set()  # keys of backends handed in by register_backend: never released here
 _backends_lock = threading.Lock()
 
 
@@ -90,14 +92,26 @@ def register_backend(spec: BackendSpec, backend: LMBackend) -> None:
     """Make `get_backend(spec)` return an existing backend object (tests, notebooks)."""
     with _backends_lock:
         _backends[spec.key()] = backend
+        _registered.add(spec.key())
+
+
+def release_backend(spec: BackendSpec) -> None:
+    """Close and forget the backend built for `spec`, if any (not one handed in by `register_backend`)."""
+    key = spec.key()
+    with _backends_lock:
+        if key in _backends and key not in _registered:
+            _backends.pop(key).close()
 
 
 def release_backends() -> None:
-    """Close and forget every backend this process built."""
+    """Close and forget every backend this process built (`get_backend` builds it again on next use);
+    a backend handed in by `register_backend` stays, since nothing could rebuild it."""
     with _backends_lock:
-        for backend in _backends.values():
-            backend.close()
-        _backends.clear()
+        for key in [k for k in _backends if k not in _registered]:
+            _backends.pop(key).close()
+
+
+on_release(release_backends)
 
 
 __all__ = [
@@ -116,6 +130,7 @@ __all__ = [
     "Message",
     "get_backend",
     "register_backend",
+    "release_backend",
     "release_backends",
     "require",
 ]

@@ -14,15 +14,20 @@ directories, `.gguf` files, Hugging Face cache ids) goes to `resolve_model` unch
 
 from __future__ import annotations
 
-import contextlib
 import hashlib
 import importlib.util
 import os
-from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
-from thresher.models.resolve import ModelResolveError, install_hint, locate_model, model_cache_dir, resolve_model
+from thresher.models.resolve import (
+    ModelResolveError,
+    file_lock,
+    install_hint,
+    locate_model,
+    model_cache_dir,
+    resolve_model,
+)
 
 
 @dataclass(frozen=True)
@@ -59,23 +64,6 @@ SPLIT_MODELS: dict[str, SplitModel] = {
 DEFAULT_JUDGE_MODEL = "qwen2.5-coder-0.5b-instruct"
 # The small LM IFD defaults to.
 DEFAULT_SMALL_LM = "smollm2-135m-instruct"
-
-
-@contextlib.contextmanager
-def _file_lock(path: Path) -> Iterator[None]:
-    """An exclusive advisory lock (POSIX); elsewhere the atomic rename alone keeps it correct."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    with open(path, "a+b") as handle:
-        try:
-            import fcntl
-        except ImportError:  # pragma: no cover
-            yield
-            return
-        fcntl.flock(handle, fcntl.LOCK_EX)
-        try:
-            yield
-        finally:
-            fcntl.flock(handle, fcntl.LOCK_UN)
 
 
 def part_paths(model: SplitModel) -> list[Path]:
@@ -116,7 +104,7 @@ def assemble_split_model(name: str, cache_dir: str | os.PathLike[str] | None = N
     target = cache / f"{name}-{digest.hexdigest()}.gguf"
     if target.is_file() and target.stat().st_size == model.size:
         return target
-    with _file_lock(cache / f".{target.name}.lock"):
+    with file_lock(cache / f".{target.name}.lock"):
         if target.is_file() and target.stat().st_size == model.size:
             return target
         tmp = target.with_name(f".{target.name}.tmp-{os.getpid()}")

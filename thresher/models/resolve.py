@@ -196,7 +196,8 @@ def _hf_cache_snapshot(repo_id: str, allow_download: bool) -> Path:
 
 
 @contextlib.contextmanager
-def _file_lock(path: Path) -> Iterator[None]:
+def file_lock(path: Path) -> Iterator[None]:
+    """An exclusive advisory lock on `path` (POSIX) around a conversion into the shared model cache."""
     path.parent.mkdir(parents=True, exist_ok=True)
     with open(path, "a+b") as handle:
         try:
@@ -252,7 +253,7 @@ def convert_gguf(gguf_path: str | os.PathLike[str], cache_dir: str | os.PathLike
     target = cache / f"{stem}-{key}"
     if (target / _PROVENANCE).is_file():
         return target
-    with _file_lock(cache / f".{stem}-{key}.lock"):
+    with file_lock(cache / f".{stem}-{key}.lock"):
         if (target / _PROVENANCE).is_file():  # another process converted it while we waited
             return target
         if target.exists():  # a conversion interrupted before its provenance file: never trust it

@@ -43,6 +43,7 @@ from typing import TYPE_CHECKING, Any, ClassVar
 
 import pyarrow as pa
 
+from thresher.models.loaded import on_release
 from thresher.perplexity.ccnet_normalize import normalize_document
 from thresher.scorers.base import ScorerBase
 
@@ -63,6 +64,13 @@ _SCHEMA = pa.schema(
 _lock = threading.Lock()
 _models: dict[tuple, kenlm.Model] = {}
 _sentencepieces: dict[tuple, Any] = {}
+
+
+@on_release
+def _forget_models() -> None:
+    with _lock:
+        _models.clear()
+        _sentencepieces.clear()
 
 
 def _file_key(path: str) -> tuple:

@@ -45,6 +45,7 @@ from typing import Any, ClassVar, Literal
 import numpy as np
 import pyarrow as pa
 
+from thresher.models.loaded import on_release
 from thresher.scorers.base import ScorerBase
 
 _SCHEMA = pa.schema(
@@ -146,6 +147,12 @@ class _Runtime:
 
 _lock = threading.Lock()
 _runtimes: dict[tuple, _Runtime] = {}
+
+
+@on_release
+def _forget_runtimes() -> None:
+    with _lock:
+        _runtimes.clear()
 # (reference, allow_download, fingerprint) -> local directory, once per process; the fingerprint
 # keeps a model replaced at the same path (or a re-exported GGUF) from being served stale.
 _resolved: dict[tuple[str, bool, str | None], str] = {}

@@ -48,39 +48,31 @@ Definitions (words as in `text_stats`):
 Every ratio whose denominator is zero (empty text, no words, no lines) is 0.0, so no column is
 ever null: a recipe's `x <= t` keeps such documents, and its `gopher_word_count >= 50` drops them.
 A null `text` is scored as "".
+
+The columns are computed for the whole batch at once (`heuristics_batch`: polars string
+expressions in Rust over the Arrow text; Arrow hashing and numpy sorting for the repetition
+measures); that module says where each part runs and why. The first implementation, a Python loop
+per document, is kept as the test reference (tests/scorers/heuristics_reference.py), and the batch
+path reproduces it exactly.
 """
 
 from __future__ import annotations
 
-import re
 from collections import Counter
 from dataclasses import dataclass
 from typing import ClassVar
 
+import numpy as np
 import pyarrow as pa
 
 from thresher.scorers.base import ScorerBase
-from thresher.scorers.text_stats import WORD_RE, count_letter_words, duplicates, ngram_repetition
+from thresher.scorers.heuristics_batch import BULLETS, POLICY_SUBSTRINGS, batch_columns
+
+__all__ = ["BULLETS", "DUP_NS", "POLICY_SUBSTRINGS", "STOP_WORDS", "TOP_NS", "HeuristicsScorer"]
 
 STOP_WORDS = ("the", "be", "to", "of", "and", "that", "have", "with")
-BULLETS = ("•", "‣", "◦", "⁃", "▪", "●", "-", "*")
-POLICY_SUBSTRINGS = (
-    "terms of use",
-    "privacy policy",
-    "cookie policy",
-    "uses cookies",
-    "use of cookies",
-    "use cookies",
-)
 TOP_NS = (2, 3, 4)
 DUP_NS = (5, 6, 7, 8, 9, 10)
-
-_C4_END = (".", "?", "!", '"', "'")
-_FINEWEB_END = (".", "'", '"', "!", "?")
-_ELLIPSES = ("...", "…")
-_CITATION_RE = re.compile(r"\[\d*\]|\[edit\]|\[citation needed\]")
-_SENTENCE_END_RE = re.compile(r"[.!?…]['\"”’)\]]*(?:\s|$)")
-_PARAGRAPH_RE = re.compile(r"\n[ \t\r\f\v]*\n")
 
 _F64 = pa.float64()
 _I32 = pa.int32()
@@ -120,8 +112,11 @@ _SCHEMA = pa.schema(
 )
 
 
-def _ratio(num: float, den: float) -> float:
-    return num / den if den else 0.0
+def _ratio(num: np.ndarray, den: np.ndarray) -> np.ndarray:
+    """num / den per document, 0.0 where den is 0. Both are exact integers in float64 (below 2**53),
+    so each quotient is the correctly rounded one Python's int / int gives."""
+    num, den = np.asarray(num, np.float64), np.asarray(den, np.float64)
+    return np.divide(num, den, out=np.zeros_like(num), where=den != 0)
 
 
 @dataclass(frozen=True)
@@ -147,103 +142,47 @@ class HeuristicsScorer(ScorerBase):
         return _SCHEMA
 
     def score(self, batch: pa.RecordBatch, stats: Counter | None = None) -> pa.RecordBatch:
-        rows = [self.score_text(text or "") for text in batch.column("text").to_pylist()]
-        columns = list(zip(*rows)) if rows else [[] for _ in _COLUMNS]
+        c = batch_columns(
+            batch.column("text"),
+            stop_words=self.stop_words,
+            min_words_per_line=self.min_words_per_line,
+            max_word_chars=self.max_word_chars,
+            short_line_chars=self.short_line_chars,
+            top_ns=TOP_NS,
+            dup_ns=DUP_NS,
+        )
+        n_chars, n_words, n_lines, n_raw = c["n_chars"], c["n_words"], c["n_lines"], c["n_raw_lines"]
+        values = (
+            n_chars,
+            n_raw,
+            n_words,
+            _ratio(c["word_chars"], n_words),
+            _ratio(c["hashes"] + c["ellipses"], n_words),
+            _ratio(c["hashes"], n_words),
+            _ratio(c["ellipses"], n_words),
+            _ratio(c["bullet_lines"], n_lines),
+            _ratio(c["ellipsis_lines"], n_lines),
+            _ratio(c["alpha_words"], n_words),
+            c["stop_words"],
+            _ratio(c["dup_lines"], n_lines),
+            _ratio(c["dup_line_chars"], n_chars),
+            _ratio(c["dup_paras"], c["n_paras"]),
+            _ratio(c["dup_para_chars"], n_chars),
+            *(c[f"top_{n}"] for n in TOP_NS),
+            *(c[f"dup_{n}"] for n in DUP_NS),
+            _ratio(c["c4_no_terminal"], n_lines),
+            _ratio(c["c4_short"], n_lines),
+            c["lorem"],
+            c["curly"],
+            c["c4_javascript"],
+            c["c4_policy"],
+            c["c4_sentences"],
+            _ratio(c["fw_punct"], n_raw),
+            _ratio(c["fw_short"], n_raw),
+            _ratio(c["dup_line_chars"], n_chars - c["newlines"]),
+            _ratio(c["newlines"], n_words),
+        )
         arrays = [batch.column("doc_id")] + [
-            pa.array(values, type=dtype) for values, (_, dtype) in zip(columns, _COLUMNS)
+            pa.array(v, type=dtype) for v, (_, dtype) in zip(values, _COLUMNS, strict=True)
         ]
         return pa.RecordBatch.from_arrays(arrays, schema=_SCHEMA)
-
-    def score_text(self, text: str) -> tuple:
-        """One document's values, in the order of `output_schema` after doc_id."""
-        n_chars = len(text)
-        newlines = text.count("\n")
-        lower = text.lower()
-        has_javascript = "javascript" in lower
-        has_policy = any(p in lower for p in POLICY_SUBSTRINGS)
-        stop_words = frozenset(self.stop_words)
-        min_words = self.min_words_per_line
-        max_word_chars = self.max_word_chars
-        short_chars = self.short_line_chars
-
-        raw_lines = text.split("\n") if text else []
-        lines: list[str] = []
-        words: list[str] = []
-        fw_punct = fw_short = 0
-        bullets = ellipsis_lines = 0
-        c4_no_term = c4_short = c4_js = c4_policy = c4_sentences = 0
-        for raw in raw_lines:
-            right = raw.rstrip()
-            if right.endswith(_FINEWEB_END):
-                fw_punct += 1
-            if len(right) <= short_chars:
-                fw_short += 1
-            line = right.lstrip()
-            if not line:
-                continue
-            lines.append(line)
-            line_words = WORD_RE.findall(line)
-            words += line_words
-            if line.startswith(BULLETS):
-                bullets += 1
-            if line.endswith(_ELLIPSES):
-                ellipsis_lines += 1
-
-            cited = _CITATION_RE.sub("", line).rstrip() if "[" in line else line
-            terminal = cited.endswith(_C4_END) and not cited.endswith("...")
-            c4_no_term += not terminal
-            short = len(line_words) < min_words
-            c4_short += short
-            line_lower = line.lower() if has_javascript or has_policy else ""
-            js = has_javascript and "javascript" in line_lower
-            policy = has_policy and any(p in line_lower for p in POLICY_SUBSTRINGS)
-            c4_js += js
-            c4_policy += policy
-            if terminal and not short and not js and not policy:
-                longest = max(map(len, line_words), default=0) if len(line) > max_word_chars else 0
-                if longest <= max_word_chars:
-                    c4_sentences += max(1, len(_SENTENCE_END_RE.findall(cited)))
-
-        n_lines = len(lines)
-        dup_lines, dup_line_chars = duplicates(lines)
-        paragraphs = [p for p in map(str.strip, _PARAGRAPH_RE.split(text)) if p]
-        dup_paras, dup_para_chars = duplicates(paragraphs)
-
-        n_words = len(words)
-        word_chars = sum(map(len, words))
-        alpha_words = count_letter_words(words)
-        n_stop = sum(map(stop_words.__contains__, map(str.lower, words)))
-        hashes = text.count("#")
-        ellipses = text.count("...") + text.count("…")
-        top, dup = ngram_repetition(words, TOP_NS, DUP_NS)
-
-        return (
-            n_chars,
-            len(raw_lines),
-            n_words,
-            _ratio(word_chars, n_words),
-            _ratio(hashes + ellipses, n_words),
-            _ratio(hashes, n_words),
-            _ratio(ellipses, n_words),
-            _ratio(bullets, n_lines),
-            _ratio(ellipsis_lines, n_lines),
-            _ratio(alpha_words, n_words),
-            n_stop,
-            _ratio(dup_lines, n_lines),
-            _ratio(dup_line_chars, n_chars),
-            _ratio(dup_paras, len(paragraphs)),
-            _ratio(dup_para_chars, n_chars),
-            *top,
-            *dup,
-            _ratio(c4_no_term, n_lines),
-            _ratio(c4_short, n_lines),
-            "lorem ipsum" in lower,
-            "{" in text or "}" in text,
-            c4_js,
-            c4_policy,
-            c4_sentences,
-            _ratio(fw_punct, len(raw_lines)),
-            _ratio(fw_short, len(raw_lines)),
-            _ratio(dup_line_chars, n_chars - newlines),
-            _ratio(newlines, n_words),
-        )

@@ -16,6 +16,11 @@ denominators (the alpha-word ratio, the symbol ratio, the newline ratio) but not
 word count). Here punctuation is never a word, so every per-word ratio has the same denominator.
 Scripts written without spaces (Chinese, Japanese, Thai) come out as one "word" per run of
 characters, so word-based numbers are meaningless for them, as are the English-tuned Gopher rules.
+
+The batch scorer runs the same rule in Rust's `regex` engine (through polars): `rust_word_pattern`
+spells it with Python's own character classes written out as code point ranges (so both engines
+agree on every character, whatever Unicode version each ships), and without the look-behind that
+Rust's engine lacks. Both engines return the leftmost-first match, so they split text identically.
 """
 
 from __future__ import annotations
@@ -23,7 +28,10 @@ from __future__ import annotations
 import re
 import unicodedata
 from collections import Counter
+from functools import cache
 from itertools import accumulate
+
+import numpy as np
 
 # Python's `\w` leaves out combining marks, which would cut "हिन्दी" into three words. Only the
 # Basic Multilingual Plane's marks are listed: with any code point above it, `re` checks a class
@@ -35,6 +43,47 @@ _WORD_CHAR = rf"[\w{_MARKS}]"
 WORD_RE = re.compile(rf"{_WORD_CHAR}+(?:[-'’.]{_WORD_CHAR}+|(?<=\d)[,:/]\d+)*")
 # A word without a letter consists of digits, underscores, joiners and marks only.
 _NO_LETTER_RE = re.compile(rf"^[\d_\-'’.,:/{_MARKS}]+$", re.MULTILINE)
+
+
+def _all_code_points() -> str:
+    """Every code point but the surrogates, in order (index i is code point i, or i + 0x800 above them).
+    Not cached: 4 MB, needed only while the cached patterns below are built."""
+    points = np.arange(0x110000, dtype="<u4")
+    return points[(points < 0xD800) | (points > 0xDFFF)].tobytes().decode("utf-32-le")
+
+
+def python_class(pattern: str) -> str:
+    """A Rust-regex character class matching exactly the characters Python's `re` matches with the
+    one-character `pattern`, written as code point ranges."""
+    ranges = []
+    for run in re.finditer(f"(?:{pattern})+", _all_code_points()):
+        lo, hi = run.start(), run.end() - 1
+        lo, hi = (c + 0x800 if c >= 0xD800 else c for c in (lo, hi))
+        ranges.append(f"\\x{{{lo:X}}}" if lo == hi else f"\\x{{{lo:X}}}-\\x{{{hi:X}}}")
+    return f"[{''.join(ranges)}]"
+
+
+@cache
+def python_whitespace() -> str:
+    """The characters `str.strip()` removes and `\\s` matches (`str.isspace`), for Rust's strip and regex."""
+    return "".join(re.findall(r"\s", _all_code_points()))
+
+
+@cache
+def rust_word_pattern() -> str:
+    """`WORD_RE` for Rust's regex engine. The look-behind `(?<=\\d)[,:/]\\d+` becomes a block that ends
+    in a digit: a word is blocks joined by [-'’.], a block is either word characters ending in a
+    digit followed by [,:/]-joined digit runs, or plain word characters (tried in that order, as
+    the greedy Python pattern scans)."""
+    w, d = python_class(_WORD_CHAR), python_class(r"\d")
+    block = f"(?:{w}*{d}(?:[,:/]{d}+)+|{w}+)"
+    return f"{block}(?:[-'’.]{block})*"
+
+
+@cache
+def rust_letter_class() -> str:
+    """A word containing one of these characters has a letter (see `count_letter_words`)."""
+    return python_class(rf"(?![\d_{_MARKS}]){_WORD_CHAR}")
 
 
 def words(text: str) -> list[str]:
