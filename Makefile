@@ -77,6 +77,8 @@ bench: $(STAMP)
 	$(PY) bench/warc_throughput.py
 	$(PY) bench/eval_cost.py
 	$(PY) bench/heuristics_throughput.py
+	taskset -c 0 $(PY) bench/langid_throughput.py
+	$(PY) bench/score_once.py
 
 clean:
 	rm -rf $(VENV) $(DEMO_RUN) .pytest_cache .tools

@@ -8,11 +8,12 @@ from thresher.config import DEFAULT_SCORERS, ScorerSpec
 from thresher.flows.artifacts import publish_score, score_summary
 from thresher.flows.locking import writes_run
 from thresher.flows.mapping import Job, map_cached, sidecar_done
-from thresher.flows.tasks import score_shard_task
+from thresher.flows.tasks import score_shard_once_task, score_shard_task
 from thresher.scorers.apply import score_cache_key
 from thresher.scorers.base import Scorer, scorer_key
 from thresher.scorers.registry import build_scorer
 from thresher.storage.catalog import build_catalog
+from thresher.storage.parquet_io import read_cache_key
 from thresher.storage.run_dir import RunDir
 
 
@@ -37,6 +38,36 @@ def score_every_shard(run: RunDir, scorers: list[Scorer], label: str, *, table: 
     return stats
 
 
+def score_every_shard_once(run: RunDir, scorers: list[Scorer], label: str) -> list[dict]:
+    """`score_every_shard`, with each shard read once by every scorer that reads its table (one task
+    per shard instead of one per scorer and shard); the per-scorer stats, sidecars and cache keys are
+    the ones `score_every_shard` gives, so either resumes the other's work."""
+    for scorer in scorers:
+        scorer.prepare()
+    jobs = []
+    for table, shard, _ in run.data_parts():
+        group = [s for s in scorers if s.table in (None, table)]
+        if group:
+            key = "+".join(score_cache_key(run, s, table, shard) for s in group)
+            jobs.append(Job((str(run.root), group, table, shard), key))
+    for scorer in scorers:
+        if not any(scorer in job.args[1] for job in jobs):
+            raise ValueError(f"{run.root} has no {scorer.table or 'documents or instructions'} shards for "
+                             f"{scorer_key(scorer)}: run `thresher ingest` first")
+
+    def done(job: Job, _result: dict) -> bool:
+        _, group, table, shard = job.args
+        return all(read_cache_key(run.score_part(scorer_key(s), shard)) == score_cache_key(run, s, table, shard)
+                   for s in group)
+
+    results = map_cached(run, score_shard_once_task, jobs, label=f"{label} (one read per shard)", done=done)
+    stats = []
+    for result in results:
+        for part in result["parts"]:
+            stats.append({**part, "skipped": True, "seconds": 0.0} if result.get("skipped") else part)
+    return stats
+
+
 @flow(name="thresher-score", log_prints=True)
 @writes_run("run_dir")
 def score_flow(run_dir: str, scorers: list[ScorerSpec] | None = None) -> dict:
@@ -49,7 +80,7 @@ def score_flow(run_dir: str, scorers: list[ScorerSpec] | None = None) -> dict:
         raise ValueError(f"{run.root} has no documents or instructions to score: run `thresher ingest` first")
     built = [build_scorer(spec.name, spec.params) for spec in scorers]
     run.stage_started("score", scorers=[scorer_key(s) for s in built])
-    summary = score_summary(score_every_shard(run, built, "score"))
+    summary = score_summary(score_every_shard_once(run, built, "score"))
     build_catalog(run)
     publish_score(run.root.name, summary)
     run.stage_finished("score", summary=summary)

@@ -7,9 +7,10 @@ parse failures and the like into the `stats` Counter that `score_shard` passes t
 
 from __future__ import annotations
 
+import contextlib
 import time
 from collections import Counter
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 
 import pyarrow.parquet as pq
 
@@ -58,3 +59,43 @@ def score_shard(
             if on_rows:
                 on_rows(batch.num_rows)
     return {**base, "seconds": round(time.perf_counter() - started, 3), "skipped": False}
+
+
+def score_shard_once(
+    run: RunDir,
+    scorers: Sequence[Scorer],
+    table: str,
+    shard_id: str,
+    batch_rows: int = SCORE_BATCH_ROWS,
+) -> list[dict]:
+    """Every scorer of `scorers` over one read of the `table` part of `shard_id` (datatrove's one pass
+    per document): each batch goes through each scorer whose sidecar is not current, and each scorer
+    writes its own sidecar under its own cache key, exactly as `score_shard` would. One stats dict
+    per scorer, in the order given; `seconds` is that scorer's own time."""
+    source = pq.ParquetFile(run.table_part(table, shard_id))
+    rows = source.metadata.num_rows
+    results: list[dict] = []
+    todo: list[tuple[int, Scorer, str]] = []
+    for scorer in scorers:
+        key = score_cache_key(run, scorer, table, shard_id)
+        results.append({"scorer": scorer_key(scorer), "table": table, "shard_id": shard_id, "rows": rows,
+                        "seconds": 0.0, "skipped": True})
+        if read_cache_key(run.score_part(scorer_key(scorer), shard_id)) != key:
+            require_input_columns(scorer, source.schema_arrow.names, f"{table}/{shard_id}")
+            todo.append((len(results) - 1, scorer, key))
+    if not todo:
+        return results
+    columns = list(dict.fromkeys(c for _, scorer, _ in todo for c in scorer.input_columns))
+    seconds = [0.0] * len(todo)
+    with contextlib.ExitStack() as stack:
+        writers = [stack.enter_context(AtomicParquetWriter(run.score_part(scorer_key(scorer), shard_id),
+                                                           scorer.output_schema, key)) for _, scorer, key in todo]
+        for batch in source.iter_batches(batch_size=batch_rows, columns=columns):
+            for i, ((_, scorer, _), writer) in enumerate(zip(todo, writers)):
+                started = time.perf_counter()
+                own = batch.select(list(scorer.input_columns))
+                writer.write(check_output(scorer, own, scorer.score(own, None)))
+                seconds[i] += time.perf_counter() - started
+    for (index, _, _), spent in zip(todo, seconds):
+        results[index].update(seconds=round(spent, 3), skipped=False)
+    return results
