@@ -101,29 +101,13 @@ def _stop_words(vocabulary: pl.Series, stop_words: tuple[str, ...]) -> np.ndarra
     return stop
 
 
-def batch_columns(
-    text: pa.Array | pa.ChunkedArray,
-    *,
-    stop_words: tuple[str, ...],
-    min_words_per_line: int,
-    max_word_chars: int,
-    short_line_chars: int,
-    top_ns: tuple[int, ...],
-    dup_ns: tuple[int, ...],
-) -> dict[str, np.ndarray]:
-    """Raw per-document counts for `HeuristicsScorer` (which turns them into its ratios).
+def batch_columns(text: pa.Array | pa.ChunkedArray, **params) -> dict[str, np.ndarray]:
+    """Raw per-document counts for `HeuristicsScorer` (which turns them into its ratios); `params`
+    are `_columns`'s keyword arguments (the scorer's settings).
 
     Batches over `MAX_ROWS` are scored `MAX_ROWS` documents at a time: the flat per-word arrays
     cost about 65 KB per C4 page (1.6 GB for 20,000 pages in one piece, which also ran at half the
     speed), and no value depends on the other documents of the batch."""
-    params = {
-        "stop_words": stop_words,
-        "min_words_per_line": min_words_per_line,
-        "max_word_chars": max_word_chars,
-        "short_line_chars": short_line_chars,
-        "top_ns": top_ns,
-        "dup_ns": dup_ns,
-    }
     if len(text) > MAX_ROWS:
         parts = [_columns(text.slice(i, MAX_ROWS), **params) for i in range(0, len(text), MAX_ROWS)]
         return {name: np.concatenate([part[name] for part in parts]) for name in parts[0]}
