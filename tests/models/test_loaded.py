@@ -12,7 +12,10 @@ from thresher.llm import BackendSpec, get_backend, register_backend
 from thresher.models.loaded import on_release, release_models
 
 
-def test_release_runs_every_registered_cache_and_keeps_handed_in_backends(fake_lm):
+def test_release_runs_every_registered_cache_and_keeps_handed_in_backends(fake_lm, monkeypatch):
+    from thresher.models import loaded
+
+    monkeypatch.setattr(loaded, "_releasers", list(loaded._releasers))  # the test's releaser goes with it
     forgotten = []
     forget = on_release(lambda: forgotten.append(1))
     assert on_release(forget) is forget  # registering twice runs it once

@@ -49,6 +49,7 @@ from thresher.embeddings.model_files import (  # re-exported: the encoders' shar
     cut_texts,
     l2_normalize,
 )
+from thresher.models.loaded import on_release
 
 PACKAGED_NAME = "all-minilm-l6-v2"
 DEFAULT_EMBEDDING_MODEL = PACKAGED_NAME
@@ -328,6 +329,12 @@ class SentenceTransformerEncoder:
 
 _lock = threading.Lock()
 _encoders: dict[tuple, object] = {}
+
+
+@on_release
+def _forget_encoders() -> None:
+    with _lock:
+        _encoders.clear()
 _located: dict[tuple[str, str | None, bool], ModelFiles] = {}
 
 

@@ -30,7 +30,6 @@ STATE_FILE_NAME = "thresher-server.json"
 PREFECT_PID_FILE_NAME = "server.pid"  # Prefect's own name for its background server's PID file
 DEFAULT_PORT = 4200
 HEALTH_TIMEOUT_S = 0.5
-HINT = "`thresher server start` keeps one Prefect server running for every command (saves ~10 s each)"
 
 
 class ServerError(RuntimeError):

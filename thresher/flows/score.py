@@ -17,21 +17,29 @@ from thresher.storage.parquet_io import read_cache_key
 from thresher.storage.run_dir import RunDir
 
 
+def _prepare(run: RunDir, scorers: list[Scorer], table: str | None = None) -> None:
+    """Fail once, before any task starts: a missing model (`prepare`) or no shard of a scorer's table."""
+    for scorer in scorers:
+        scorer.prepare()
+    tables = {t for t, _, _ in run.data_parts()}
+    for scorer in scorers:
+        wanted = table or scorer.table
+        if not (tables if wanted is None else tables & {wanted}):
+            raise ValueError(f"{run.root} has no {wanted or 'documents or instructions'} shards for "
+                             f"{scorer_key(scorer)}: run `thresher ingest` first")
+
+
 def score_every_shard(run: RunDir, scorers: list[Scorer], label: str, *, table: str | None = None,
                       task_=score_shard_task) -> list[dict]:
     """Map `task_` (the score task, or one with its signature) over the data shards each scorer reads
     (its `table`, or `table` when given; every table when neither is set), in the calling flow;
     the per-shard stats, scorer by scorer. Every scorer is prepared first, so a missing model fails
     once, before any task starts."""
-    for scorer in scorers:
-        scorer.prepare()
+    _prepare(run, scorers, table)
     stats = []
     for scorer in scorers:
         wanted = table or scorer.table
         parts = [(t, s) for t, s, _ in run.data_parts() if wanted in (None, t)]
-        if not parts:
-            raise ValueError(f"{run.root} has no {wanted or 'documents or instructions'} shards for "
-                             f"{scorer_key(scorer)}: run `thresher ingest` first")
         jobs = [Job((str(run.root), scorer, t, shard), score_cache_key(run, scorer, t, shard)) for t, shard in parts]
         stats += map_cached(run, task_, jobs, label=f"{label} {scorer_key(scorer)}",
                             done=sidecar_done(run, scorer_key(scorer), shard_arg=3))
@@ -42,18 +50,13 @@ def score_every_shard_once(run: RunDir, scorers: list[Scorer], label: str) -> li
     """`score_every_shard`, with each shard read once by every scorer that reads its table (one task
     per shard instead of one per scorer and shard); the per-scorer stats, sidecars and cache keys are
     the ones `score_every_shard` gives, so either resumes the other's work."""
-    for scorer in scorers:
-        scorer.prepare()
+    _prepare(run, scorers)
     jobs = []
     for table, shard, _ in run.data_parts():
         group = [s for s in scorers if s.table in (None, table)]
         if group:
             key = "+".join(score_cache_key(run, s, table, shard) for s in group)
             jobs.append(Job((str(run.root), group, table, shard), key))
-    for scorer in scorers:
-        if not any(scorer in job.args[1] for job in jobs):
-            raise ValueError(f"{run.root} has no {scorer.table or 'documents or instructions'} shards for "
-                             f"{scorer_key(scorer)}: run `thresher ingest` first")
 
     def done(job: Job, _result: dict) -> bool:
         _, group, table, shard = job.args

@@ -40,25 +40,7 @@ def score_shard(
 ) -> dict:
     """Score the `table` part of `shard_id` unless its sidecar exists under the same cache key;
     a scorer with something to count counts it into `stats`."""
-    cache_key = score_cache_key(run, scorer, table, shard_id)
-    source = pq.ParquetFile(run.table_part(table, shard_id))
-    rows = source.metadata.num_rows
-    out_path = run.score_part(scorer_key(scorer), shard_id)
-    base = {"scorer": scorer_key(scorer), "table": table, "shard_id": shard_id, "rows": rows}
-    if read_cache_key(out_path) == cache_key:
-        if on_rows:
-            on_rows(rows)
-        return {**base, "seconds": 0.0, "skipped": True}
-    columns = list(scorer.input_columns)
-    require_input_columns(scorer, source.schema_arrow.names, f"{table}/{shard_id}")
-    started = time.perf_counter()
-    with AtomicParquetWriter(out_path, scorer.output_schema, cache_key) as writer:
-        for batch in source.iter_batches(batch_size=batch_rows, columns=columns):
-            result = scorer.score(batch, stats)
-            writer.write(check_output(scorer, batch, result))
-            if on_rows:
-                on_rows(batch.num_rows)
-    return {**base, "seconds": round(time.perf_counter() - started, 3), "skipped": False}
+    return score_shard_once(run, [scorer], table, shard_id, batch_rows, on_rows=on_rows, stats=stats)[0]
 
 
 def score_shard_once(
@@ -67,23 +49,29 @@ def score_shard_once(
     table: str,
     shard_id: str,
     batch_rows: int = SCORE_BATCH_ROWS,
+    *,
+    on_rows: Callable[[int], None] | None = None,
+    stats: Counter | None = None,
 ) -> list[dict]:
     """Every scorer of `scorers` over one read of the `table` part of `shard_id` (datatrove's one pass
     per document): each batch goes through each scorer whose sidecar is not current, and each scorer
-    writes its own sidecar under its own cache key, exactly as `score_shard` would. One stats dict
-    per scorer, in the order given; `seconds` is that scorer's own time."""
+    writes its own sidecar under its own cache key. One stats dict per scorer, in the order given;
+    `seconds` is that scorer's own time. `on_rows` hears of the shard's rows once, `stats` is passed
+    to every scorer (judges count into it)."""
+    keys = [score_cache_key(run, scorer, table, shard_id) for scorer in scorers]
     source = pq.ParquetFile(run.table_part(table, shard_id))
     rows = source.metadata.num_rows
     results: list[dict] = []
     todo: list[tuple[int, Scorer, str]] = []
-    for scorer in scorers:
-        key = score_cache_key(run, scorer, table, shard_id)
+    for scorer, key in zip(scorers, keys):
         results.append({"scorer": scorer_key(scorer), "table": table, "shard_id": shard_id, "rows": rows,
                         "seconds": 0.0, "skipped": True})
         if read_cache_key(run.score_part(scorer_key(scorer), shard_id)) != key:
             require_input_columns(scorer, source.schema_arrow.names, f"{table}/{shard_id}")
             todo.append((len(results) - 1, scorer, key))
     if not todo:
+        if on_rows:
+            on_rows(rows)
         return results
     columns = list(dict.fromkeys(c for _, scorer, _ in todo for c in scorer.input_columns))
     seconds = [0.0] * len(todo)
@@ -94,8 +82,10 @@ def score_shard_once(
             for i, ((_, scorer, _), writer) in enumerate(zip(todo, writers)):
                 started = time.perf_counter()
                 own = batch.select(list(scorer.input_columns))
-                writer.write(check_output(scorer, own, scorer.score(own, None)))
+                writer.write(check_output(scorer, own, scorer.score(own, stats)))
                 seconds[i] += time.perf_counter() - started
+            if on_rows:
+                on_rows(batch.num_rows)
     for (index, _, _), spent in zip(todo, seconds):
         results[index].update(seconds=round(spent, 3), skipped=False)
     return results
