@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import logging
 from pathlib import Path
 from typing import Any, ClassVar, Literal
 
@@ -60,7 +61,8 @@ class InputSpec(StrictModel):
 
     paths: list[str] = Field(
         min_length=1, description="files, glob patterns, directories or Hugging Face datasets "
-        "(hf://datasets/<owner>/<name>[@<revision>][/<path or glob>], from the local HF cache); one may be a string")
+        "(hf://datasets/<owner>/<name>[@<revision>][/<path or glob>], from the local HF cache), or the same in object "
+        "storage (s3://bucket/prefix/**, any fsspec URL; credentials from the environment); one may be a string")
     format: InputFormat = Field(
         "auto", description="reader preset; 'auto' decides from the file name and columns"
     )
@@ -74,7 +76,18 @@ class InputSpec(StrictModel):
     @field_validator("paths", mode="before")
     @classmethod
     def _one_path_is_a_list(cls, value: Any) -> Any:
-        return [value] if isinstance(value, str) else value
+        value = [value] if isinstance(value, str) else value
+        if isinstance(value, list) and any(isinstance(p, str) and "://" in p and "@" in p for p in value):
+            # A secret in a URL would be recorded wherever the path is (run.json's recipe, stats, logs):
+            # it is dropped here, and the store's library reads credentials from the environment.
+            from thresher.storage.remote import has_credentials, without_credentials
+
+            if any(isinstance(p, str) and has_credentials(p) for p in value):
+                logging.getLogger(__name__).warning(
+                    "credentials written into an input URL are ignored (set them in the environment, e.g. "
+                    "AWS_ACCESS_KEY_ID and AWS_SECRET_ACCESS_KEY, or AWS_PROFILE)")
+                value = [without_credentials(p) if isinstance(p, str) else p for p in value]
+        return value
 
 
 class IngestConfig(StrictModel):

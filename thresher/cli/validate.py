@@ -186,7 +186,7 @@ class _Checks:
             for shard in shards:
                 if shard.problem is not None:
                     self.add(f"{where}.paths.{j}", f"{shard.problem.reason}: {shard.problem.detail}")
-                elif not os.access(shard.path, os.R_OK):
+                elif "://" not in shard.path and not os.access(shard.path, os.R_OK):  # remote: read when sniffed
                     self.add(f"{where}.paths.{j}", f"{shard.path}: permission denied")
 
     def run_dir(self, path: str) -> None:

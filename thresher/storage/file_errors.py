@@ -26,8 +26,11 @@ class InputError(Exception):
 
 
 def open_parquet(path: str) -> pq.ParquetFile:
+    from thresher.storage import remote  # imported here: remote imports InputError from this module
+
     try:
-        return pq.ParquetFile(path)
+        # A remote Parquet file is read through its file object: the footer, then row groups, by range requests.
+        return pq.ParquetFile(remote.open_input(path) if remote.is_remote(path) else path)
     except (PermissionError, FileNotFoundError):
         raise  # the file is not at fault: file_problem names these for what they are
     except (pa.ArrowException, OSError) as exc:

@@ -32,6 +32,7 @@ import zstandard
 
 from thresher.config_base import InputSpec
 from thresher.schema import QuarantineReason
+from thresher.storage import remote
 from thresher.storage.file_errors import DECOMPRESSION_ERRORS, InputError, open_parquet  # noqa: F401 (re-exported)
 from thresher.storage.hf_datasets import is_hf_dataset, resolve_hf_dataset
 from thresher.storage.readers_tabular import open_columnar
@@ -117,6 +118,8 @@ def file_problem(exc: BaseException, path: str) -> FileProblem:
 
 def file_size(path: str) -> int | None:
     """The file's size on disk, or None when it is gone (stat needs no read permission)."""
+    if remote.is_remote(path):
+        return remote.size(path)
     try:
         return os.stat(path).st_size
     except OSError:
@@ -135,7 +138,10 @@ def file_fingerprint(path: str | os.PathLike[str]) -> str:
     the first and the last MiB are not read, so two files of equal size that differ only there
     get the same fingerprint (and are taken as one input), and an in-place edit there goes
     unnoticed. That is the price of fingerprinting terabytes of shards without reading them.
+    An object in a remote store is fingerprinted from its metadata instead (remote.fingerprint).
     """
+    if isinstance(path, str) and remote.is_remote(path):
+        return remote.fingerprint(path)
     size = os.path.getsize(path)
     digest = hashlib.blake2b(digest_size=16)
     digest.update(size.to_bytes(8, "little"))
@@ -177,7 +183,8 @@ def discover_shards(spec: InputSpec) -> list[Shard]:
 
     A path may be a file (taken whatever its name), a glob pattern (`**` recurses), a directory
     (walked recursively) or a Hugging Face dataset (`hf://datasets/<owner>/<name>[/<path>]`, read
-    from its snapshot in the local Hugging Face cache: thresher.storage.hf_datasets). Globs and
+    from its snapshot in the local Hugging Face cache: thresher.storage.hf_datasets), or any of these in
+    object storage (`s3://bucket/prefix/**`, any fsspec URL, streamed: thresher.storage.remote). Globs and
     directories take only files with a known extension (KNOWN_EXTENSIONS) and skip hidden files and
     directories (`expand_inputs` says which, and why).
     A file reached twice, or two files with the same fingerprint, give one shard: the first by path.
@@ -228,8 +235,9 @@ def expand_inputs(spec: InputSpec) -> tuple[list[str], list[SkippedInput]]:
     for pattern in spec.paths:
         if is_hf_dataset(pattern):
             pattern = resolve_hf_dataset(pattern)  # its snapshot in the local Hugging Face cache
+        pattern = remote.local_path(pattern)
         matched = _expand(pattern, skipped)
-        if not matched and not _is_glob(pattern) and not os.path.exists(pattern):
+        if not matched and not _is_glob(pattern) and not _exists(pattern):
             # A literal path: its usual trouble is a typo, which the extension list below would hide.
             raise InputError(f"no such file: {pattern}")
         if not matched:
@@ -289,8 +297,15 @@ def _is_glob(pattern: str) -> bool:
     return any(char in pattern for char in "*?[")
 
 
+def _exists(path: str) -> bool:
+    return remote.exists(path) if remote.is_remote(path) else os.path.exists(path)
+
+
 def _expand(pattern: str, skipped: dict[str, str] | None = None) -> list[str]:
     skipped = {} if skipped is None else skipped
+    if remote.is_remote(pattern):  # one listing of the prefix; the same rules as a local folder's
+        return remote.expand(pattern, skipped, lambda name, names: _reason_in_folder(
+            name, _is_save_to_disk_folder("", names)), SKIP_HIDDEN_DIRECTORY, "*?[")
     if _is_glob(pattern):
         found = []
         for match in glob.glob(pattern, recursive=True):
@@ -453,17 +468,22 @@ def _first_object_line(path: str) -> dict | None:
 # Opening
 
 
+def open_binary(path: str, buffering: int = -1) -> BinaryIO:
+    """A local file, or an object in a remote store streamed with range requests (thresher.storage.remote)."""
+    return remote.open_input(path) if remote.is_remote(path) else open(path, "rb", buffering=buffering)
+
+
 def open_decompressed(path: str) -> BinaryIO:
     if path.endswith(".gz"):
-        return gzip.open(path, "rb")
+        return remote.open_gzip(path) if remote.is_remote(path) else gzip.open(path, "rb")
     if path.endswith(".zst"):
         # A read that meets corrupt data loses everything it decoded. Feeding the decoder small
         # compressed chunks and reading a block at a time keeps the rows before the damage.
         reader = zstandard.ZstdDecompressor().stream_reader(
-            open(path, "rb"), read_size=16 << 10, read_across_frames=True, closefd=True
+            open_binary(path), read_size=16 << 10, read_across_frames=True, closefd=True
         )
         return io.BufferedReader(reader, _ZSTD_BLOCK)
-    return open(path, "rb", buffering=_READ_BUFFER)
+    return open_binary(path, buffering=_READ_BUFFER)
 
 
 def archive_complete(path: str) -> bool:
@@ -477,9 +497,9 @@ def archive_complete(path: str) -> bool:
 
 def _zstd_frames_complete(path: str) -> bool:
     """Whether the file is a sequence of whole zstd frames, judged from headers alone (seeks)."""
-    size = os.path.getsize(path)
+    size = int(remote.info(path)["size"]) if remote.is_remote(path) else os.path.getsize(path)
     position = 0
-    with open(path, "rb") as handle:
+    with open_binary(path) as handle:
         while position < size:
             handle.seek(position)
             head = handle.read(18)

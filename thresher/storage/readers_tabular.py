@@ -18,6 +18,7 @@ import pyarrow.csv as pcsv
 import pyarrow.parquet as pq
 
 from thresher.schema import QuarantineReason
+from thresher.storage import remote
 from thresher.storage.file_errors import DECOMPRESSION_ERRORS, InputError, open_parquet
 
 _ARROW_MAGIC = b"ARROW1"
@@ -115,7 +116,7 @@ def _csv_options(delimiter: str, block_bytes: int, column_types: dict | None, ha
 
 def _open_csv(path: str, **options) -> pcsv.CSVStreamingReader:
     try:
-        return pcsv.open_csv(path, **options)
+        return pcsv.open_csv(remote.arrow_stream(path) if remote.is_remote(path) else path, **options)
     except (pa.ArrowException, OSError, *DECOMPRESSION_ERRORS) as exc:
         if isinstance(exc, (PermissionError, FileNotFoundError)):
             raise
@@ -232,15 +233,20 @@ def _valid_utf8(batch: pa.RecordBatch, rows: Sequence[int],
 # Arrow IPC / Feather v2
 
 
+def _arrow_file(path: str):
+    """The file for pyarrow's IPC readers: a path, or a remote object's file object (range requests)."""
+    return pa.PythonFile(remote.open_input(path), mode="r") if remote.is_remote(path) else pa.OSFile(path)
+
+
 def _arrow(path: str, batch_rows: int) -> Columnar:
-    with open(path, "rb") as handle:
+    with remote.open_input(path) if remote.is_remote(path) else open(path, "rb") as handle:
         magic = handle.read(len(_ARROW_MAGIC))
     if magic.startswith(_FEATHER_V1_MAGIC):
         raise InputError(f"{path}: a Feather v1 file, which cannot be streamed: rewrite it with "
                          "pyarrow.feather.write_feather (v2)", QuarantineReason.UNKNOWN_FORMAT)
     if magic == _ARROW_MAGIC:
         try:
-            reader = pa.ipc.open_file(path)
+            reader = pa.ipc.open_file(_arrow_file(path))
         except pa.ArrowInvalid as exc:
             # The footer is at the end: a file cut short has none, but its record batches are the
             # IPC stream that follows the 8-byte magic, readable up to the cut.
@@ -255,7 +261,7 @@ def batches_of(reader: pa.ipc.RecordBatchFileReader) -> Iterator[pa.RecordBatch]
 
 
 def _open_stream(path: str, offset: int) -> pa.ipc.RecordBatchStreamReader:
-    source = pa.OSFile(path)
+    source = _arrow_file(path)
     source.seek(offset)
     try:
         return pa.ipc.open_stream(source)

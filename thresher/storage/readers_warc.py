@@ -53,7 +53,7 @@ import orjson
 from thresher.config_base import IngestConfig
 from thresher.schema import QuarantineReason
 from thresher.storage.file_errors import DECOMPRESSION_ERRORS, InputError
-from thresher.storage.formats import FileProblem
+from thresher.storage.formats import FileProblem, open_binary
 from thresher.storage.readers_text import RAW_LIMIT, Record
 
 logger = logging.getLogger(__name__)
@@ -142,7 +142,7 @@ class _WatchedStream:
 
 @contextlib.contextmanager
 def _open_archive(path: str) -> Iterator[_WatchedStream]:
-    with open(path, "rb") as raw:
+    with open_binary(path) as raw:  # a local file or a remote object (range requests)
         gzipped = raw.read(2) == b"\x1f\x8b"  # the content decides, not the name
         raw.seek(0)
         with gzip.open(raw, "rb") if gzipped else contextlib.nullcontext(raw) as stream:
