@@ -149,3 +149,27 @@ def test_version():
     out = subprocess.run([SCRIPT, "--version"], capture_output=True, text=True, timeout=120)
     assert out.returncode == 0, out.stderr
     assert out.stdout == f"thresher {importlib.metadata.version('thresher')}\n"
+
+
+def _command_paths(command, prefix=()):
+    yield prefix
+    if hasattr(command, "commands"):  # a group (typer's click may be vendored: no isinstance)
+        for name, sub in command.commands.items():
+            yield from _command_paths(sub, (*prefix, name))
+
+
+def test_every_command_renders_its_help():
+    """Help text is rich markup: a literal `[/PATH]` in a help string once made `ingest --help` crash."""
+    import typer
+    from typer.testing import CliRunner
+
+    from thresher.cli import app
+
+    paths = list(_command_paths(typer.main.get_command(app)))
+    assert len(paths) > 40 and ("ingest",) in paths
+    failures = {}
+    for path in paths:
+        result = CliRunner().invoke(app, [*path, "--help"], env={"COLUMNS": "120"})
+        if result.exit_code != 0 or "Usage:" not in result.output:
+            failures[" ".join(path)] = repr(result.exception) or result.output[-300:]
+    assert not failures, failures

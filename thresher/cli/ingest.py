@@ -19,7 +19,7 @@ RunDirArg = Annotated[Path, typer.Argument(help="run directory (created if absen
 def ingest(
     run_dir: RunDirArg,
     inputs: Annotated[list[str], typer.Argument(
-        help="input files, globs, directories, Hugging Face datasets (hf://datasets/OWNER/NAME[/PATH]) "
+        help="input files, globs, directories, Hugging Face datasets (hf://datasets/OWNER/NAME\\[/PATH]) "
              "or object storage (s3://BUCKET/PREFIX/**)")],
     format: Annotated[str, typer.Option(
         help="auto|c4|fineweb|refinedweb|jsonl|parquet|csv|tsv|arrow|text|alpaca|sharegpt")] = "auto",
