@@ -8,6 +8,9 @@ Corpora (real text from ../shared/data, said again in the output):
 - "distinct": the 200 C4 documents + 479 Wikipedia chunks, nothing repeated: the caches' worst case.
 The target is Wikipedia: the chunks of wikipedia_sample.txt articles 0-14.
 
+Peak RSS is the whole process's, and each phase's own (VmHWM restarted at every phase boundary;
+imports count in the phase that first needs them: fit for both, DuckDB in thresher's select).
+
 Phases. reference: fit_importance_estimator('auto'), compute_importance_weights() (featurize +
 weight, reading the JSONL), resample(k, top_k=False). thresher: fit_dsir, weights through the
 Scorer contract (score_shard: Parquet in, sidecar Parquet out), select_dsir (Gumbel top-k), on a
@@ -93,22 +96,53 @@ def _peak_rss_mib() -> float:
     raise RuntimeError("no VmHWM in /proc/self/status")
 
 
+def _reset_peak_rss() -> bool:
+    """Start VmHWM afresh at the current RSS (Linux: clear_refs 5), so that each phase's own peak
+    can be read; the process's peak is the largest of them. False where the kernel refuses."""
+    try:
+        with open("/proc/self/clear_refs", "w", encoding="ascii") as refs:
+            refs.write("5")
+        return True
+    except OSError:
+        return False
+
+
+class _Phases:
+    """Wall time and peak RSS of consecutive phases of one process (imports count in the first)."""
+
+    def __init__(self) -> None:
+        self.timings: dict[str, float] = {}
+        self.peaks: dict[str, float] = {}
+        self._started = time.perf_counter()
+
+    def start_clock(self) -> None:
+        """Time from here (imports take memory in their phase, not time: the fit's clock starts after them)."""
+        self._started = time.perf_counter()
+
+    def end(self, name: str) -> None:
+        self.timings[name] = time.perf_counter() - self._started
+        self.peaks[name] = _peak_rss_mib()
+        _reset_peak_rss()
+        self._started = time.perf_counter()
+
+    def result(self) -> dict:
+        return {"timings": self.timings, "peak_rss_mib": max(self.peaks.values()), "phase_peak_rss_mib": self.peaks}
+
+
 def worker_reference(raw: str, target: str, work: str, k: int) -> dict:
     _pin()
+    phases = _Phases()
     from data_selection import HashedNgramDSIR
 
-    timings = {}
-    started = time.perf_counter()
+    phases.start_clock()
     dsir = HashedNgramDSIR([raw], [target], cache_dir=f"{work}/cache", num_proc=1)
     dsir.fit_importance_estimator(num_tokens_to_fit="auto")
-    timings["fit"] = time.perf_counter() - started
-    started = time.perf_counter()
+    phases.end("fit")
     dsir.compute_importance_weights()
-    timings["featurize+weight"] = time.perf_counter() - started
-    started = time.perf_counter()
+    phases.end("featurize+weight")
     dsir.resample(out_dir=f"{work}/out", num_to_sample=k, cache_dir=None, top_k=False)
-    timings["select"] = time.perf_counter() - started
-    return {"timings": timings, "peak_rss_mib": _peak_rss_mib()}
+    phases.end("select")
+    return phases.result()
 
 
 def worker_ingest(raw: str, target: str, work: str, k: int) -> dict:
@@ -134,7 +168,10 @@ def worker_ingest(raw: str, target: str, work: str, k: int) -> dict:
 
 
 def worker_thresher(raw: str, target: str, work: str, k: int) -> dict:
+    """thresher's fit, weights and selection, each phase importing what it needs, as the CLI's
+    separate commands do (weighting never loads DuckDB; selecting queries the catalog with it)."""
     _pin()
+    phases = _Phases()
     import pyarrow as pa
 
     pa.set_cpu_count(1)
@@ -142,29 +179,27 @@ def worker_thresher(raw: str, target: str, work: str, k: int) -> dict:
     from thresher.config import InputSpec
     from thresher.dsir.config import DsirConfig, DsirSelection, DsirTarget
     from thresher.dsir.fit import fit_dsir, save_fit
-    from thresher.dsir.resample import select_dsir
     from thresher.dsir.weights import DsirScorer
     from thresher.scorers.apply import score_shard
-    from thresher.storage.catalog import build_catalog
     from thresher.storage.run_dir import RunDir
 
-    timings = {}
     run = RunDir(f"{work}/run")
     config = DsirConfig(targets=[DsirTarget(name="wiki", inputs=[InputSpec(paths=[target])])])
-    started = time.perf_counter()
+    phases.start_clock()
     fitted = fit_dsir(run, config)
     save_fit(run, fitted)
-    timings["fit"] = time.perf_counter() - started
     scorer = DsirScorer.from_fit(fitted)
-    started = time.perf_counter()
+    phases.end("fit")
     for table, shard_id, _ in run.data_parts():
         score_shard(run, scorer, table, shard_id)
-    timings["featurize+weight"] = time.perf_counter() - started
-    started = time.perf_counter()
+    phases.end("featurize+weight")
+    from thresher.dsir.resample import select_dsir  # DuckDB: its import time counts here, as its memory
+    from thresher.storage.catalog import build_catalog
+
     build_catalog(run)
     select_dsir(run, fitted, DsirSelection(name="bench", k=k, seed=0, random_baseline=False))
-    timings["select"] = time.perf_counter() - started
-    return {"timings": timings, "peak_rss_mib": _peak_rss_mib()}
+    phases.end("select")
+    return phases.result()
 
 
 WORKERS = {"reference": worker_reference, "ingest": worker_ingest, "thresher": worker_thresher}
@@ -206,8 +241,10 @@ def compare(label: str, texts: list[str], target: Path, tmp: Path, k: int, repea
         phases = ", ".join(f"{phase} {span([r[name]['timings'][phase] for r in rounds], '.2f')} s"
                            for phase in rounds[0][name]["timings"])
         rss = span([r[name]["peak_rss_mib"] for r in rounds])
+        phase_rss = ", ".join(f"{phase} {span([r[name]['phase_peak_rss_mib'][phase] for r in rounds])}"
+                              for phase in rounds[0][name]["phase_peak_rss_mib"])
         print(f"  {name:>9}: featurize+weight {span(fw):>13} docs/s | fit+weight+select {span(total):>11} docs/s "
-              f"| {phases} | peak RSS {rss} MiB")
+              f"| {phases} | peak RSS {rss} MiB ({phase_rss})")
     ingest_s = [r["ingest"]["timings"]["ingest"] for r in rounds]
     print(f"  {'(ingest)':>9}: thresher's ingest into Parquet {span(ingest_s, '.2f')} s, "
           f"peak RSS {span([r['ingest']['peak_rss_mib'] for r in rounds])} MiB (a separate stage)")

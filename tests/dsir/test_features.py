@@ -32,12 +32,10 @@ def test_tokens_equal_nltk_wordpunct_in_every_udhr_language(udhr_texts):
     texts = udhr_texts + EDGE_CASES
     mismatched = [t[:40] for t in texts if tokenize(t) != nltk_tokenize(t.lower())]
     assert not mismatched, f"{len(mismatched)} of {len(texts)} texts tokenise differently, e.g. {mismatched[:3]}"
-    # The test means something only if both tokeniser paths ran: the fast `re` one and `regex`.
-    disagreement = features._engine_disagreement()
+    # The test means something only if both tokeniser paths ran: the ASCII `re` one and `regex`.
     lowered = [t.lower() for t in texts]
     assert sum(t.isascii() for t in lowered) >= 3
-    assert sum(not t.isascii() and disagreement.search(t) is None for t in lowered) >= 50
-    assert sum(disagreement.search(t) is not None for t in lowered) >= 50
+    assert sum(not t.isascii() for t in lowered) >= 300
 
 
 @pytest.mark.parametrize("ngrams,buckets", [(1, 10_000), (2, 10_000), (2, 97), (3, 10_000)])

@@ -58,10 +58,10 @@ def test_raw_budget_is_spent_round_robin_over_every_shard(small_run):
     assert len(run.data_parts()) == 3
     first_batches = list(run_text_batches(run, batch_rows=10))[:3]
     sources = []
-    for texts in first_batches:  # one batch from each shard before any second batch
+    for texts in first_batches:  # one batch (Arrow strings) from each shard before any second batch
         with open_catalog(run) as con:
             sources.append(con.execute("SELECT DISTINCT source FROM documents WHERE text = $t",
-                                       {"t": texts[0]}).fetchall()[0][0])
+                                       {"t": texts[0].as_py()}).fetchall()[0][0])
     assert sorted(sources) == ["alpaca.jsonl", "c4.jsonl", "wiki.jsonl"]
     fitted = fit_dsir(run, _config(target, num_tokens_to_fit=20_000, fit_batch_rows=10))
     assert not fitted.stats["raw"]["exhausted"] and 20_000 < fitted.stats["raw"]["features"] < 30_000

@@ -6,106 +6,65 @@ unigram and every space-joined n-gram up to `ngrams` into `num_buckets` buckets 
 `int(sha256(ngram).hexdigest(), 16) % num_buckets`. This module produces identical counts; the
 parity tests compare them with the reference on real text in many scripts.
 
-Speed (this is the hot path of fitting and weighting):
+Speed (this is the hot path of fitting and weighting). A batch of uni- and bigrams (the default,
+and the reference's) is featurised whole, over its Arrow strings:
 
-- Tokenising: the pattern only classifies characters (word, space, other) and takes maximal runs,
-  so two engines that classify every character of a text alike give identical tokens. `re` is
-  ~2x faster than `regex`, but the two disagree on some characters (combining marks, some digits,
-  U+001C-U+001F, ...). Those characters are computed once per process by asking both engines about
-  every character of the Basic Multilingual Plane; a text containing none of them (and nothing
-  beyond the BMP) is tokenised with `re`, any other text with `regex`.
+- Tokenising: `wordpunct.tokenize_batch`, numpy over the UTF-8 bytes with a per-code-point class
+  table taken from `regex` itself, so every character is classified as the reference's engine
+  does (see that module).
 - Hashing: sha256 per n-gram is what makes the reference slow, so every n-gram is hashed once
-  per process and memoised. Tokens map to a code (token id << 24 | bucket) in a dict, one C-level
-  lookup per token. Bigrams never become strings once seen: a batch's bigrams are int64 keys
-  (id_a << 32 | id_b) computed with numpy, deduplicated with `np.unique` and looked up in a sorted
-  array with `np.searchsorted`; only unseen ones are spelled out and hashed. The memo is bounded
-  (`token_cache` tokens, `ngram_cache` bigrams: ~30 MB + ~32 MB at the defaults); a full one is
-  replaced by an empty one, which refills with the frequent n-grams first (Zipf).
-- Counting: a batch of documents becomes one flat int64 array of bucket ids plus each id's
-  document; counts and weights are then single `np.bincount` calls.
+  per process and memoised. A batch's tokens are deduplicated by Arrow's hash dictionary; each
+  distinct token gets its code (token id << 24 | bucket) from a dict, once per batch. Bigrams
+  never become strings once seen: they are int64 keys (id_a << 32 | id_b) computed with numpy and
+  looked up all at once in a vectorised hash table (`pairtable`); only unseen ones are spelled out
+  and hashed. The memo is bounded (`token_cache` token entries, `ngram_cache` bigrams: ~30 MB +
+  ~50 MB at the defaults); a full one is replaced by an empty one, which refills with the frequent
+  n-grams first (Zipf).
+- Counting: a batch of documents becomes one flat int32 array of bucket ids plus each id's
+  document; counts and weights are then `np.bincount` calls.
+
+Longer n-grams (`ngrams` >= 3), and Python strings that Arrow cannot hold (lone surrogates), take
+the per-document path, `tokenize` and the same memo; both paths give the same features (tested).
 """
 
 from __future__ import annotations
 
+import ctypes
 import hashlib
 import re
 import sys
 import threading
 from array import array
-from collections.abc import Iterable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
 from typing import NamedTuple
 
 import numpy as np
+import pyarrow as pa
+import pyarrow.compute as pc
 import regex
+
+from thresher.dsir import pairtable, wordpunct
 
 TOKEN_PATTERN = r"\w+|[^\w\s]+"
 TOKENIZER_ID = "wordpunct"  # names the tokeniser in fitted parameters and cache keys
 HASH_ID = "sha256-mod"
 
 _REGEX_TOKENS = regex.compile(TOKEN_PATTERN, regex.UNICODE | regex.MULTILINE | regex.DOTALL)
-_RE_TOKENS = re.compile(TOKEN_PATTERN, re.UNICODE | re.MULTILINE | re.DOTALL)
 # For ASCII text `regex` agrees with re.ASCII except that U+001C-U+001F are not whitespace to it.
 _ASCII_TOKENS = re.compile(r"[A-Za-z0-9_]+|[^A-Za-z0-9_\t\n\v\f\r ]+")
 
-DEFAULT_TOKEN_CACHE = 1 << 18  # distinct tokens memoised per process (~100 B each)
-DEFAULT_NGRAM_CACHE = 1 << 21  # distinct bigrams memoised (16 B each in sorted arrays)
-CHUNK_TOKENS = 1 << 17
-
-
-def _classes(engine, flags) -> tuple:
-    word = engine.compile(r"\w", flags)
-    space = engine.compile(r"\s", flags)
-    return word.match, space.match
-
-
-_disagreement: re.Pattern | None = None
-_disagreement_lock = threading.Lock()
-
-
-def _engine_disagreement() -> re.Pattern:
-    """A pattern that finds any character on which `re` and `regex` may tokenise differently:
-    a BMP character they classify differently, or any character beyond the BMP (not checked)."""
-    global _disagreement
-    with _disagreement_lock:
-        if _disagreement is None:
-            re_word, re_space = _classes(re, re.UNICODE)
-            rx_word, rx_space = _classes(regex, regex.UNICODE)
-            differing = []
-            for code in range(0x10000):
-                char = chr(code)
-                if 0xD800 <= code <= 0xDFFF:
-                    differing.append(code)  # lone surrogates: leave them to the reference engine
-                    continue
-                if (re_word(char) is None) != (rx_word(char) is None) or (
-                    (re_space(char) is None) != (rx_space(char) is None)
-                ):
-                    differing.append(code)
-            ranges, start, prev = [], None, None
-            for code in differing:
-                if start is None:
-                    start = prev = code
-                elif code == prev + 1:
-                    prev = code
-                else:
-                    ranges.append((start, prev))
-                    start = prev = code
-            if start is not None:
-                ranges.append((start, prev))
-            body = "".join(
-                f"\\U{a:08x}" if a == b else f"\\U{a:08x}-\\U{b:08x}" for a, b in ranges
-            )
-            _disagreement = re.compile(f"[{body}\\U00010000-\\U0010ffff]")
-        return _disagreement
+DEFAULT_TOKEN_CACHE = 1 << 18  # token entries memoised per process, bare and followed by whitespace (~100 B each)
+DEFAULT_NGRAM_CACHE = 1 << 21  # distinct bigrams memoised (24 B each in a half-full hash table)
+CHUNK_TOKENS = 1 << 17  # tokens turned into ids at once (the bigram keys and their lookups)
+CHUNK_BYTES = 1 << 22  # text tokenised at once by the Arrow path
 
 
 def tokenize(text: str) -> list[str]:
     """Lowercased word-punct tokens, exactly as `WordPunctTokenizer().tokenize(text.lower())`."""
     lowered = text.lower()
-    if lowered.isascii():
+    if lowered.isascii():  # `re` is ~2x faster than `regex`, and agrees with it on ASCII (pattern above)
         return _ASCII_TOKENS.findall(lowered)
-    if _engine_disagreement().search(lowered) is None:
-        return _RE_TOKENS.findall(lowered)
     return _REGEX_TOKENS.findall(lowered)
 
 
@@ -132,19 +91,29 @@ class _Codes(dict):
         return self.vocabulary.add(token)
 
 
+class _SpacedCodes(dict):
+    """token followed by its whitespace (as `wordpunct.tokenize_batch(trailing_space=True)` gives
+    it) -> the token's code; a separate memo so that the token ids stay those of bare tokens."""
+
+    __slots__ = ("vocabulary", "spaces")
+
+    def __missing__(self, spaced: str) -> int:
+        code = self[spaced] = self.vocabulary.codes[spaced.rstrip(self.spaces)]
+        return code
+
+
 class _Vocabulary:
     """One generation of a process's memo state for one bucket count.
 
     - `codes`: token -> (token id << 24) | bucket of the token (a dict lookup per token, in C);
+      `spaced_codes`: the same for a token with the whitespace after it (the Arrow path's form);
     - `tokens`: token id -> token, to spell out a bigram the first time it is seen;
-    - `pairs`: sorted int64 bigram keys (id_a << 32 | id_b) and their buckets, looked up for a
-      whole batch with one `np.unique` + `np.searchsorted`; new bigrams are hashed (sha256 of
-      "a b", as the reference) and merged in.
+    - `pair_table`: bigram key (id_a << 32 | id_b) -> bucket, looked up for a whole batch in one
+      vectorised probe; new bigrams are hashed (sha256 of "a b", as the reference) and added.
 
-    Thread safety: token ids are assigned under a lock; `pairs` is one tuple replaced at once,
-    so a reader always sees matching arrays (two concurrent inserts may drop one another's new
-    pairs, which are then simply hashed again). A full vocabulary is replaced by a new generation;
-    callers hold on to the generation they started with, so ids never change under them.
+    Thread safety: token ids and new bigrams are added under a lock; lookups take none (see
+    `pairtable`). A full vocabulary is replaced by a new generation; callers hold on to the
+    generation they started with, so ids never change under them.
     """
 
     def __init__(self, num_buckets: int, token_capacity: int, pair_capacity: int):
@@ -153,8 +122,10 @@ class _Vocabulary:
         self.pair_capacity = pair_capacity
         self.codes = _Codes()
         self.codes.vocabulary = self
+        self.spaced_codes = _SpacedCodes()
+        self.spaced_codes.vocabulary, self.spaced_codes.spaces = self, wordpunct.space_chars()
         self.tokens: list[str] = []
-        self.pairs = (np.empty(0, dtype=np.int64), np.empty(0, dtype=np.int64))
+        self.pair_table = pairtable.PairTable()
         self.ngrams: dict[str, int] = {}  # 3-grams and longer (string memo), rarely used
         self._lock = threading.Lock()
 
@@ -168,30 +139,27 @@ class _Vocabulary:
         return code
 
     def pair_buckets(self, keys: np.ndarray) -> np.ndarray:
-        """Buckets of sorted unique bigram keys."""
-        table_keys, table_buckets = self.pairs
-        out = np.empty(len(keys), dtype=np.int64)
-        if len(table_keys):
-            position = np.minimum(np.searchsorted(table_keys, keys), len(table_keys) - 1)
-            found = table_keys[position] == keys
-            out[found] = table_buckets[position[found]]
-            missing = ~found
-        else:
-            missing = np.ones(len(keys), dtype=bool)
+        """Buckets (int32) of bigram keys, in any order and with repeats: one vectorised probe of
+        the memo; the keys it lacks are spelled out, hashed once each and added."""
+        buckets = self.pair_table.lookup(keys)
+        missing = buckets == pairtable.MISSING
         if missing.any():
-            new_keys = keys[missing]
-            tokens, b = self.tokens, self.num_buckets
-            firsts = (new_keys >> 32).tolist()
-            seconds = (new_keys & 0xFFFFFFFF).tolist()
-            sha256, from_bytes = hashlib.sha256, int.from_bytes  # inlined: this is the cold path's cost
-            new_buckets = np.fromiter(
-                (from_bytes(sha256(f"{tokens[x]} {tokens[y]}".encode()).digest(), "big") % b
-                 for x, y in zip(firsts, seconds)),
-                dtype=np.int64, count=len(firsts))
-            out[missing] = new_buckets
-            at = np.searchsorted(table_keys, new_keys)
-            self.pairs = (np.insert(table_keys, at, new_keys), np.insert(table_buckets, at, new_buckets))
-        return out
+            asked = keys[missing]
+            new_keys = np.unique(asked)
+            with self._lock:  # another thread may have added some meanwhile: ask again under the lock
+                new_buckets = self.pair_table.lookup(new_keys)
+                fresh = new_buckets == pairtable.MISSING
+                fresh_keys = new_keys[fresh]
+                tokens, b = self.tokens, self.num_buckets
+                sha256, from_bytes = hashlib.sha256, int.from_bytes  # inlined: this is the cold path's cost
+                hashed = np.fromiter(
+                    (from_bytes(sha256(f"{tokens[x]} {tokens[y]}".encode()).digest(), "big") % b
+                     for x, y in zip((fresh_keys >> 32).tolist(), (fresh_keys & 0xFFFFFFFF).tolist())),
+                    dtype=np.int32, count=len(fresh_keys))
+                new_buckets[fresh] = hashed
+                self.pair_table.insert(fresh_keys, hashed)
+            buckets[missing] = new_buckets[np.searchsorted(new_keys, asked)]
+        return buckets
 
     def ngram_bucket(self, ngram: str) -> int:
         bucket = self.ngrams.get(ngram)
@@ -200,8 +168,8 @@ class _Vocabulary:
         return bucket
 
     def full(self) -> bool:
-        return (len(self.tokens) > self.token_capacity or len(self.pairs[0]) > self.pair_capacity
-                or len(self.ngrams) > self.pair_capacity)
+        return (len(self.codes) + len(self.spaced_codes) > self.token_capacity
+                or self.pair_table.size > self.pair_capacity or len(self.ngrams) > self.pair_capacity)
 
 
 _vocabularies: dict[tuple[int, int, int], _Vocabulary] = {}
@@ -281,8 +249,77 @@ class HashedNgramFeaturizer:
             out.extend(" ".join(tokens[i : i + n]) for i in range(len(tokens) - n + 1))
         return out
 
-    def featurize(self, texts: Iterable[str | None]) -> FeatureBatch:
-        """Bucket ids of every document of a batch (a None or empty text has no features).
+    def featurize(self, texts: Iterable[str | None] | pa.Array | pa.ChunkedArray) -> FeatureBatch:
+        """Bucket ids of every document of a batch (a None or empty text has no features), from
+        Arrow strings or Python ones. Uni- and bigrams are computed over the whole batch at once
+        (`_featurize_arrow`); longer n-grams, and Python strings that Arrow cannot hold (lone
+        surrogates), document by document (`_featurize_python`). Both give the same features."""
+        if not isinstance(texts, (pa.Array, pa.ChunkedArray, Sequence)):
+            texts = list(texts)  # read once, whichever path takes it
+        if self.ngrams <= 2:
+            arrow = _as_arrow(texts)
+            if arrow is not None:
+                return self._featurize_arrow(arrow)
+        if isinstance(texts, (pa.Array, pa.ChunkedArray)):
+            texts = texts.to_pylist()
+        return self._featurize_python(texts)
+
+    def _featurize_arrow(self, texts: pa.LargeStringArray) -> FeatureBatch:
+        """Uni- and bigram bucket ids of a batch, tokenised `CHUNK_BYTES` of text at a time and
+        looked up `CHUNK_TOKENS` tokens at a time, which bounds the temporary arrays (~15 bytes a
+        byte of text, on top of the result's ~12) whatever the batch size."""
+        if not len(texts):
+            return FeatureBatch(np.empty(0, np.int32), np.empty(0, np.int32), np.empty(0, np.int64))
+        vocabulary = _vocabulary(self.num_buckets, self.token_cache, self.ngram_cache)
+        offsets = np.frombuffer(texts.buffers()[1], dtype=np.int64)[texts.offset : texts.offset + len(texts) + 1]
+        cuts = np.unique(np.searchsorted(offsets, np.arange(offsets[0], offsets[-1], CHUNK_BYTES), side="right") - 1)
+        bounds = [int(c) for c in cuts if 0 < c < len(texts)]
+        parts = [self._arrow_chunk(vocabulary, texts.slice(start, end - start), start)
+                 for start, end in zip([0, *bounds], [*bounds, len(texts)])]
+        _retire_if_full(vocabulary)
+        if len(parts) == 1:
+            return parts[0]
+        return FeatureBatch(*(np.concatenate(arrays) for arrays in zip(*parts)))
+
+    def _arrow_chunk(self, vocabulary: _Vocabulary, texts: pa.LargeStringArray, first_doc: int) -> FeatureBatch:
+        """Uni- and bigram bucket ids of consecutive documents: every document's unigrams, then
+        every document's bigrams. Tokens get their codes once per distinct token of the chunk
+        (Arrow's hash dictionary, then the memo); a bigram is the pair of its tokens' ids."""
+        tokens, token_counts = wordpunct.tokenize_batch(texts, trailing_space=True)
+        encoded = pc.dictionary_encode(tokens)
+        del tokens
+        indices = encoded.indices.to_numpy()
+        distinct = encoded.dictionary.to_pylist()
+        distinct_codes = np.fromiter(map(vocabulary.spaced_codes.__getitem__, distinct), dtype=np.int64,
+                                     count=len(distinct))
+        n_tokens = len(indices)
+        pairs_per_doc = np.maximum(token_counts - 1, 0) if self.ngrams >= 2 else np.zeros_like(token_counts)
+        n_features = n_tokens + int(pairs_per_doc.sum())
+        documents = np.arange(first_doc, first_doc + len(texts), dtype=np.int32)
+        ids = np.empty(n_features, dtype=np.int32)
+        np.take((distinct_codes & _BUCKET_MASK).astype(np.int32), indices, out=ids[:n_tokens])
+        doc_index = np.empty(n_features, dtype=np.int32)
+        doc_index[:n_tokens] = np.repeat(documents, token_counts)
+        doc_index[n_tokens:] = np.repeat(documents, pairs_per_doc)
+        if n_features > n_tokens:
+            token_ids = distinct_codes >> _CODE_BITS
+            # the pair starting at token i is (i, i + 1) unless i ends its document
+            within = np.ones(n_tokens - 1, dtype=bool)
+            last_of_doc = np.cumsum(token_counts) - 1
+            within[last_of_doc[(last_of_doc >= 0) & (last_of_doc < n_tokens - 1)]] = False
+            written = n_tokens
+            for start in range(0, n_tokens - 1, CHUNK_TOKENS):
+                end = min(start + CHUNK_TOKENS, n_tokens - 1)
+                keys = token_ids[indices[start:end]]
+                keys <<= 32
+                keys |= token_ids[indices[start + 1 : end + 1]]
+                keys = keys[within[start:end]]
+                ids[written : written + len(keys)] = vocabulary.pair_buckets(keys)
+                written += len(keys)
+        return FeatureBatch(ids, doc_index, token_counts + pairs_per_doc)
+
+    def _featurize_python(self, texts: Iterable[str | None]) -> FeatureBatch:
+        """`featurize` document by document, for any n and any Python string.
 
         Tokens are turned into ids in chunks of about `CHUNK_TOKENS`, which bounds the temporary
         arrays whatever the batch size."""
@@ -338,8 +375,7 @@ class HashedNgramFeaturizer:
             last_of_doc = np.cumsum(token_counts) - 1  # a pair starting there crosses into the next document
             within = np.ones(len(keys), dtype=bool)
             within[last_of_doc[(last_of_doc >= 0) & (last_of_doc < len(keys))]] = False
-            unique_keys, inverse = np.unique(keys[within], return_inverse=True)
-            ids.append(vocabulary.pair_buckets(unique_keys).astype(np.int32)[inverse])
+            ids.append(vocabulary.pair_buckets(keys[within]))
             pairs_per_doc = np.maximum(token_counts - 1, 0)
             doc_index.append(np.repeat(documents, pairs_per_doc))
         lengths.extend((token_counts + pairs_per_doc).tolist())
@@ -355,12 +391,43 @@ class HashedNgramFeaturizer:
         return np.bincount(flat, minlength=len(texts) * self.num_buckets).reshape(len(texts), self.num_buckets)
 
 
+def _as_arrow(texts: Sequence[str | None] | pa.Array | pa.ChunkedArray) -> pa.LargeStringArray | None:
+    """The texts as one large_string array (nulls as ""), or None for Python strings that are not
+    valid Unicode (a lone surrogate has no UTF-8)."""
+    if not isinstance(texts, (pa.Array, pa.ChunkedArray)):
+        try:
+            texts = pa.array(texts, pa.large_string())
+        except (pa.ArrowException, UnicodeEncodeError):
+            return None
+    return wordpunct.as_large_strings(texts)
+
+
+def _malloc_trim() -> Callable[[int], int] | None:
+    try:
+        return ctypes.CDLL(None).malloc_trim  # glibc; elsewhere there is no such call (or no CDLL(None))
+    except (OSError, AttributeError, TypeError):
+        return None
+
+
+_trim = _malloc_trim()
+
+
+def release_memory() -> None:
+    """Hand the memory freed by featurising back to the system: glibc's heap and Arrow's pool both
+    keep what a batch's temporaries freed (tens of MB) for reuse, which is right within a stage
+    and only inflates the process for whatever comes after it. Called when a stage ends."""
+    if _trim is not None:
+        _trim(0)
+    pa.default_memory_pool().release_unused()
+
+
 def cache_sizes() -> dict[str, int]:
     """Entries held by this process's memo state (for benchmarks and memory checks)."""
     sizes = {}
     for (buckets, _, _), vocabulary in _vocabularies.items():
         sizes[f"tokens/{buckets}"] = sizes.get(f"tokens/{buckets}", 0) + len(vocabulary.tokens)
-        sizes[f"bigrams/{buckets}"] = sizes.get(f"bigrams/{buckets}", 0) + len(vocabulary.pairs[0])
+        sizes[f"spaced/{buckets}"] = sizes.get(f"spaced/{buckets}", 0) + len(vocabulary.spaced_codes)
+        sizes[f"bigrams/{buckets}"] = sizes.get(f"bigrams/{buckets}", 0) + vocabulary.pair_table.size
         sizes[f"ngrams/{buckets}"] = sizes.get(f"ngrams/{buckets}", 0) + len(vocabulary.ngrams)
     return sizes
 

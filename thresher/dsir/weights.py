@@ -98,7 +98,7 @@ class DsirScorer(ScorerBase):
             + [pa.field(weight_column(t), pa.float64()) for t in self.targets]
         )
 
-    def log_weights(self, texts: list[str | None]) -> tuple[np.ndarray, np.ndarray]:
+    def log_weights(self, texts: list[str | None] | pa.Array | pa.ChunkedArray) -> tuple[np.ndarray, np.ndarray]:
         """(num_tokens (docs,), log_weights (targets, docs)) of a batch of texts."""
         log_ratio = getattr(self, "_log_ratio", None)
         if log_ratio is None:
@@ -115,7 +115,7 @@ class DsirScorer(ScorerBase):
         return example_length(batch.lengths, self.ngrams), weights
 
     def score(self, batch: pa.RecordBatch, stats: Counter | None = None) -> pa.RecordBatch:
-        num_tokens, weights = self.log_weights(batch.column("text").to_pylist())
+        num_tokens, weights = self.log_weights(batch.column("text"))
         return pa.RecordBatch.from_arrays(
             [batch.column("doc_id"), pa.array(num_tokens, pa.int64())]
             + [pa.array(w, pa.float64()) for w in weights],

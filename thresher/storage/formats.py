@@ -33,9 +33,9 @@ import zstandard
 from thresher.config_base import InputSpec
 from thresher.schema import QuarantineReason
 from thresher.storage import remote
-from thresher.storage.file_errors import DECOMPRESSION_ERRORS, InputError, open_parquet  # noqa: F401 (re-exported)
+from thresher.storage.file_errors import DECOMPRESSION_ERRORS, InputError  # noqa: F401 (re-exported)
 from thresher.storage.hf_datasets import is_hf_dataset, resolve_hf_dataset
-from thresher.storage.readers_tabular import open_columnar
+from thresher.storage.readers_tabular import open_columnar, open_parquet  # noqa: F401 (re-exported)
 
 TEXT_EXTENSIONS = (".txt", ".txt.gz", ".txt.zst")
 CSV_EXTENSIONS = (".csv", ".csv.gz", ".csv.zst", ".csv.bz2")

@@ -19,7 +19,7 @@ import pyarrow.parquet as pq
 
 from thresher.schema import QuarantineReason
 from thresher.storage import remote
-from thresher.storage.file_errors import DECOMPRESSION_ERRORS, InputError, open_parquet
+from thresher.storage.file_errors import DECOMPRESSION_ERRORS, InputError
 
 _ARROW_MAGIC = b"ARROW1"
 _FEATHER_V1_MAGIC = b"FEA1"
@@ -48,6 +48,16 @@ class Columnar(NamedTuple):
         if self.known_rows is not None:
             return self.known_rows
         return sum(len(chunk.rows) + len(chunk.rejected) for chunk in self.chunks())
+
+
+def open_parquet(path: str) -> pq.ParquetFile:
+    try:
+        # A remote Parquet file is read through its file object: the footer, then row groups, by range requests.
+        return pq.ParquetFile(remote.open_input(path) if remote.is_remote(path) else path)
+    except (PermissionError, FileNotFoundError):
+        raise  # the file is not at fault: file_problem names these for what they are
+    except (pa.ArrowException, OSError) as exc:
+        raise InputError(f"{path}: not a valid Parquet file: {exc}") from None
 
 
 def open_columnar(path: str, kind: str, batch_rows: int, block_bytes: int) -> Columnar:
