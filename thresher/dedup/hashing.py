@@ -26,20 +26,22 @@ POLY_INVERSE = pow(POLY_MULTIPLIER, -1, 1 << 64)
 
 def fmix64(h: np.ndarray) -> np.ndarray:
     s1, m1, s2, m2, s3 = _F64
-    h = h ^ (h >> s1)
-    h = h * m1
-    h = h ^ (h >> s2)
-    h = h * m2
-    return h ^ (h >> s3)
+    h = h ^ (h >> s1)  # the first op copies, so the caller's array is never modified
+    h *= m1
+    h ^= h >> s2
+    h *= m2
+    h ^= h >> s3
+    return h
 
 
 def fmix32(h: np.ndarray) -> np.ndarray:
     s1, m1, s2, m2, s3 = _F32
-    h = h ^ (h >> s1)
-    h = h * m1
-    h = h ^ (h >> s2)
-    h = h * m2
-    return h ^ (h >> s3)
+    h = h ^ (h >> s1)  # the first op copies, so the caller's array is never modified
+    h *= m1
+    h ^= h >> s2
+    h *= m2
+    h ^= h >> s3
+    return h
 
 
 def fixed_constants(label: str, n: int, *, odd: bool = True) -> np.ndarray:
@@ -102,11 +104,14 @@ def span_hashes(codes: np.ndarray, starts: np.ndarray, ends: np.ndarray) -> np.n
     n = len(codes)
     prefix = np.empty(n + 1, dtype=U64)
     prefix[0] = 0
-    weighted = _POWERS.upto(n)
-    np.multiply(weighted, codes, out=weighted)
-    np.cumsum(weighted, out=prefix[1:])
-    h = (prefix[ends] - prefix[starts]) * _POWERS.inverse_at(starts)
-    h ^= (ends - starts).astype(U64) * U64(POLY_MULTIPLIER)
+    body = prefix[1:]
+    np.multiply(_POWERS.upto(n), codes, out=body)
+    np.cumsum(body, out=body)  # in place: one n-sized uint64 buffer fewer
+    h = prefix[ends]
+    h -= prefix[starts]
+    h *= _POWERS.inverse_at(starts)
+    lengths = ends - starts
+    h ^= lengths.astype(U64, copy=False) * U64(POLY_MULTIPLIER)
     return fmix64(h)
 
 
