@@ -2,6 +2,7 @@ from __future__ import annotations
 
 import pytest
 
+from tests.llm.servers import free_port, running_server
 from tests.lm_models import SMOLLM2, backend
 
 
@@ -20,13 +21,10 @@ def served_smollm2(tmp_path_factory):
     Yields (server root URL, served model name). The process is started once per session and
     terminated at the end."""
     import os
-    import socket
-    import subprocess
     import sys
     from pathlib import Path
 
     from tests.lm_models import require_packaged
-    from thresher.llm.openai_http import wait_for_server
     from thresher.llm.packaged import resolve_llm
 
     require_packaged(SMOLLM2)
@@ -38,29 +36,12 @@ def served_smollm2(tmp_path_factory):
     if not cli.exists():
         pytest.skip(f"no transformers CLI next to {sys.executable}")
     model_dir = str(resolve_llm(SMOLLM2))
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        port = s.getsockname()[1]
+    port = free_port()
     hub_cache = tmp_path_factory.mktemp("hf-hub-cache")  # `serve` lists models from an existing hub cache
     env = {**os.environ, "HF_HUB_OFFLINE": "1", "HF_HUB_CACHE": str(hub_cache), "TRANSFORMERS_VERBOSITY": "error",
            "TQDM_DISABLE": "1"}
-    log = tmp_path_factory.mktemp("serve") / "serve.log"
-    with open(log, "wb") as out:
-        proc = subprocess.Popen(
-            [str(cli), "serve", model_dir, "--host", "127.0.0.1", "--port", str(port), "--device", "cpu",
-             "--log-level", "error"],
-            stdout=out, stderr=subprocess.STDOUT, env=env,
-        )
-    root = f"http://127.0.0.1:{port}"
-    try:
-        wait_for_server(root, timeout=180, path="/health")
-    except Exception:
-        proc.terminate()
-        pytest.fail(f"transformers serve did not start: {log.read_text()[-2000:]}")
-    yield root, model_dir
-    proc.terminate()
-    try:
-        proc.wait(timeout=20)
-    except subprocess.TimeoutExpired:
-        proc.kill()
-        proc.wait()
+    command = [str(cli), "serve", model_dir, "--host", "127.0.0.1", "--port", str(port), "--device", "cpu",
+               "--log-level", "error"]
+    with running_server(command, port, tmp_path_factory.mktemp("serve") / "serve.log", name="transformers serve",
+                        env=env) as root:
+        yield root, model_dir

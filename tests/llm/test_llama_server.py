@@ -9,13 +9,12 @@ llama.cpp quantises activations in its dot products, hence "nearly"."""
 from __future__ import annotations
 
 import json
-import socket
-import subprocess
 from pathlib import Path
 
 import numpy as np
 import pytest
 
+from tests.llm.servers import free_port, running_server
 from tests.lm_models import QWEN, backend, require_packaged
 
 REPO = Path(__file__).resolve().parents[2]
@@ -27,35 +26,17 @@ DIGITS = [str(d) for d in range(6)]
 @pytest.fixture(scope="module")
 def llama_server(tmp_path_factory):
     """(OpenAI base URL, served model name) of a llama-server on a free port, stopped at the end."""
-    from thresher.llm.openai_http import wait_for_server
     from thresher.llm.packaged import gguf_path
 
     if not LLAMA_SERVER.exists():
         pytest.skip(f"{LLAMA_SERVER} is not built: `make llama-server` (part of `make test`) builds it")
     require_packaged(QWEN)
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        port = s.getsockname()[1]
-    log = tmp_path_factory.mktemp("llama-server") / "server.log"
-    with open(log, "wb") as out:
-        proc = subprocess.Popen(
-            [str(LLAMA_SERVER), "-m", str(gguf_path(QWEN)), "--alias", SERVED, "--host", "127.0.0.1",
-             "--port", str(port), "-c", "4096", "-np", "1", "-t", "2", "--no-webui"],
-            stdout=out, stderr=subprocess.STDOUT,
-        )
-    root = f"http://127.0.0.1:{port}"
-    try:
-        wait_for_server(root, timeout=120, path="/health")
-    except Exception:
-        proc.terminate()
-        pytest.fail(f"llama-server did not start: {log.read_text(errors='replace')[-2000:]}")
-    yield f"{root}/v1", SERVED
-    proc.terminate()
-    try:
-        proc.wait(timeout=20)
-    except subprocess.TimeoutExpired:
-        proc.kill()
-        proc.wait()
+    port = free_port()
+    command = [str(LLAMA_SERVER), "-m", str(gguf_path(QWEN)), "--alias", SERVED, "--host", "127.0.0.1",
+               "--port", str(port), "-c", "4096", "-np", "1", "-t", "2", "--no-webui"]
+    with running_server(command, port, tmp_path_factory.mktemp("llama-server") / "server.log",
+                        name="llama-server", timeout=120) as root:
+        yield f"{root}/v1", SERVED
 
 
 @pytest.fixture(scope="module")

@@ -24,24 +24,22 @@ POLY_MULTIPLIER = 0x9E3779B97F4A7C15
 POLY_INVERSE = pow(POLY_MULTIPLIER, -1, 1 << 64)
 
 
-def fmix64(h: np.ndarray) -> np.ndarray:
-    s1, m1, s2, m2, s3 = _F64
+def _fmix(h: np.ndarray, constants: tuple) -> np.ndarray:
+    s1, m1, s2, m2, s3 = constants
     h = h ^ (h >> s1)  # the first op copies, so the caller's array is never modified
     h *= m1
     h ^= h >> s2
     h *= m2
     h ^= h >> s3
     return h
+
+
+def fmix64(h: np.ndarray) -> np.ndarray:
+    return _fmix(h, _F64)
 
 
 def fmix32(h: np.ndarray) -> np.ndarray:
-    s1, m1, s2, m2, s3 = _F32
-    h = h ^ (h >> s1)  # the first op copies, so the caller's array is never modified
-    h *= m1
-    h ^= h >> s2
-    h *= m2
-    h ^= h >> s3
-    return h
+    return _fmix(h, _F32)
 
 
 def fixed_constants(label: str, n: int, *, odd: bool = True) -> np.ndarray:
