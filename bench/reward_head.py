@@ -95,9 +95,12 @@ class Embedded:
 
 
 def fit_head(train: list[Embedded], kinds: str, l2: float) -> np.ndarray:
-    """Weights on the raw feature differences; fitted on differences divided by their spread, so
-    one L2 penalty treats an embedding dimension and log characters alike."""
-    x = np.vstack([e.difference(kinds) for e in train])
+    return fit_bradley_terry(np.vstack([e.difference(kinds) for e in train]), l2)
+
+
+def fit_bradley_terry(x: np.ndarray, l2: float) -> np.ndarray:
+    """Weights on raw feature differences (chosen minus rejected); fitted on differences divided by
+    their spread, so one L2 penalty treats every feature alike."""
     spread = x.std(axis=0) + 1e-12
     x = x / spread
     weights, _ = logistic_fit(np.vstack([x, -x]), np.r_[np.ones(len(x)), np.zeros(len(x))], l2=l2)
