@@ -75,20 +75,28 @@ def main() -> None:
     parser.add_argument("--max-tokens", type=int, default=320)
     parser.add_argument("--threads", type=int, default=2)
     parser.add_argument("--l2", type=float, nargs="+", default=[0.01, 0.1, 1.0, 10.0])
+    parser.add_argument("--features", type=Path, help="an .npz to keep the hidden-state differences in "
+                        "(read instead of recomputed when it exists)")
     args = parser.parse_args()
 
-    states = HiddenStates(DEFAULT_JUDGE_MODEL, args.threads, args.max_tokens)
     sets = {"train": _jsonl_pairs(args.train_file)[: args.train],
             "UltraFeedback eval": _jsonl_pairs(args.eval_file)[: args.eval],
             "dpo_en held-out": _shipped_pairs("dpo_en", "heldout")[: args.eval]}
     started = time.perf_counter()
     diffs, lengths, matched = {}, {}, {}
+    saved = dict(np.load(args.features)) if args.features and args.features.exists() else {}
+    states = None if saved else HiddenStates(DEFAULT_JUDGE_MODEL, args.threads, args.max_tokens)
     for name, pairs in sets.items():
-        diffs[name] = states([(p, c) for p, c, _ in pairs]) - states([(p, r) for p, _, r in pairs])
+        if name in saved:
+            diffs[name] = saved[name]
+        else:
+            diffs[name] = states([(p, c) for p, c, _ in pairs]) - states([(p, r) for p, _, r in pairs])
         lengths[name] = np.array([np.log1p(len(c)) - np.log1p(len(r)) for _, c, r in pairs])
         matched[name] = np.array([is_length_matched(c, r) for _, c, r in pairs], dtype=bool)
         print(f"{name}: {len(pairs)} pairs embedded, {time.perf_counter() - started:.0f} s", flush=True)
 
+    if args.features and not saved:
+        np.savez(args.features, **diffs)
     held = [name for name in sets if name != "train"]
     header = " | ".join(f"{n} (N={len(sets[n])}) | matched (N={int(matched[n].sum())})" for n in held)
     print(f"| head | {header} |")

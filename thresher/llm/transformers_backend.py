@@ -196,6 +196,12 @@ class TransformersBackend(LazyModelState):
         return self._max_context
 
     @functools.cached_property
+    def _cache_kwarg(self) -> str:
+        """The forward argument that takes a KV cache: transformers 5.x renamed `past_key_values` to
+        `cache`, and the old name prints a deprecation warning on every call."""
+        return "cache" if "cache" in inspect.signature(self.model.forward).parameters else "past_key_values"
+
+    @functools.cached_property
     def _accepts_logits_to_keep(self) -> bool:
         return "logits_to_keep" in inspect.signature(self.model.forward).parameters
 
@@ -346,9 +352,10 @@ class TransformersBackend(LazyModelState):
             out = split[0](input_ids=ids, use_cache=True)
         else:
             out = self.model(input_ids=ids, use_cache=True, **self._keep_kwargs(1))
-        self._shared = (prefix, out.past_key_values)
+        cache = _returned_cache(out)
+        self._shared = (prefix, cache)
         self.stats["forward_tokens"] += common
-        return common, out.past_key_values
+        return common, cache
 
     def _keep_kwargs(self, n: int) -> dict:
         return {"logits_to_keep": n} if self._accepts_logits_to_keep else {}
@@ -409,7 +416,7 @@ class TransformersBackend(LazyModelState):
             mask = torch.cat([torch.ones((batch, prefix_len), dtype=torch.long), tail_mask], dim=1)
             cache = copy.deepcopy(prefix_kv)
             cache.batch_repeat_interleave(batch)
-            kwargs["past_key_values"] = cache
+            kwargs[self._cache_kwarg] = cache
             self.stats["prefix_tokens_reused"] += prefix_len * batch
         logits_at = self._forward_logits(
             lambda row, width=width: slice(width - 1, width),
@@ -565,6 +572,12 @@ class TransformersBackend(LazyModelState):
         if self.tokenizer.eos_token_id is not None:
             ids.add(int(self.tokenizer.eos_token_id))
         return sorted(ids)
+
+
+def _returned_cache(output: Any) -> Any:
+    """The KV cache a forward pass returned, under its transformers 5.x name or the older one."""
+    cache = getattr(output, "cache", None)
+    return cache if cache is not None else output.past_key_values
 
 
 def mean_nll(scores: Sequence[ContinuationScore]) -> list[float]:
