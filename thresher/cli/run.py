@@ -13,7 +13,9 @@ from __future__ import annotations
 import logging
 import os
 import re
+import signal
 import sys
+import threading
 import traceback
 from collections.abc import Callable
 from pathlib import Path
@@ -121,14 +123,33 @@ def fail_on(exc: BaseException) -> NoReturn:
     fail(*error_lines(exc))
 
 
+INTERRUPTED = "interrupted: what finished is kept; run the same command again to resume"
+
+
+def _exit_on_sigterm(signum: int, frame: Any) -> None:
+    """SIGTERM ends the command like Ctrl-C does: through Python's exit, so that atexit handlers
+    stop Prefect's temporary server (the default action would leave it running, orphaned)."""
+    print(f"\n{INTERRUPTED}", file=sys.stderr, flush=True)
+    raise SystemExit(128 + signum)
+
+
 def run_flow(fn: Callable[..., T], *args: Any, **kwargs: Any) -> T:
-    """Call `fn` with the stage progress bars shown; a user error ends the command with `error: …`."""
+    """Call `fn` with the stage progress bars shown; a user error ends the command with `error: …`.
+
+    Interrupted (SIGTERM, Ctrl-C), running tasks stop at their next batch (thresher.interrupt) and
+    the command exits with 128 + the signal's number; Prefect's flow engine turns SIGTERM into an
+    exception during the flow and sends it again to this handler afterwards."""
     from thresher.progress import show_progress
 
     quiet_prefect_failures()
+    if threading.current_thread() is threading.main_thread():
+        signal.signal(signal.SIGTERM, _exit_on_sigterm)
     try:
         with show_progress(console):
             return fn(*args, **kwargs)
+    except KeyboardInterrupt:
+        print(f"\n{INTERRUPTED}", file=sys.stderr, flush=True)
+        raise SystemExit(128 + signal.SIGINT) from None
     except user_errors() as exc:
         if debug_enabled():
             traceback.print_exc(file=sys.stderr)  # plain text: whole lines, greppable, whatever the width

@@ -22,8 +22,10 @@ from typing import Any
 
 from prefect import task
 from prefect.cache_policies import NO_CACHE
+from prefect.exceptions import ExternalSignal
 from prefect.futures import as_completed
 
+from thresher.interrupt import clear_stop, request_stop
 from thresher.progress import stage_progress
 from thresher.storage.parquet_io import read_cache_key, write_json_atomic
 from thresher.storage.run_dir import RunDir
@@ -111,14 +113,21 @@ def map_cached(
         results[index] = result
         return result
 
+    clear_stop()
     with stage_progress(label, len(jobs), unit=unit, jobs=jobs_unit) as bar:
         for index in sorted(results):
             bar.advance(rows(results[index]))
-        if one_at_a_time:
-            for index in pending:
-                bar.advance(rows(settle(index, task_.submit(*jobs[index].args, jobs[index].cache_key))))
-        else:
-            futures = {task_.submit(*jobs[i].args, jobs[i].cache_key): i for i in pending}
-            for future in as_completed(list(futures)):
-                bar.advance(rows(settle(futures[future], future)))
+        try:
+            if one_at_a_time:
+                for index in pending:
+                    bar.advance(rows(settle(index, task_.submit(*jobs[index].args, jobs[index].cache_key))))
+            else:
+                futures = {task_.submit(*jobs[i].args, jobs[i].cache_key): i for i in pending}
+                for future in as_completed(list(futures)):
+                    bar.advance(rows(settle(futures[future], future)))
+        except (KeyboardInterrupt, ExternalSignal):
+            # Prefect's thread pool waits for running tasks before the signal ends the process:
+            # ask them to stop at their next batch (thresher.interrupt).
+            request_stop()
+            raise
     return [results[i] for i in range(len(jobs))]

@@ -42,6 +42,8 @@ from collections.abc import Callable, Iterable, Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
+from thresher.interrupt import raise_if_stop_requested
+
 STORE_NAME = "judgments.sqlite"
 LEGACY_PART_GLOB = "part-*.parquet"  # the previous layout; imported on first open
 SCHEMA_VERSION = 1  # PRAGMA user_version of a store this module wrote
@@ -306,6 +308,7 @@ def _compute_through_cache(keys: Mapping[int, str], cache: JudgmentCache | None,
     fresh: dict[str, Any] = {}
     order = list(pending.items())
     for start in range(0, len(order), batch_size):
+        raise_if_stop_requested()  # every finished batch is already in the cache
         chunk = order[start : start + batch_size]
         for (key, _), result in zip(chunk, compute([i for _, i in chunk])):
             fresh[key] = result

@@ -15,6 +15,7 @@ from collections.abc import Callable, Sequence
 import pyarrow as pa
 import pyarrow.parquet as pq
 
+from thresher.interrupt import raise_if_stop_requested
 from thresher.scorers.base import Scorer, check_output, require_input_columns, scorer_key, scorer_params_hash
 from thresher.storage.parquet_io import AtomicParquetWriter, read_cache_key
 from thresher.storage.run_dir import RunDir
@@ -80,6 +81,7 @@ def score_shard_once(
         writers = [stack.enter_context(AtomicParquetWriter(run.score_part(scorer_key(scorer), shard_id),
                                                            scorer.output_schema, key)) for _, scorer, key in todo]
         for batch in source.iter_batches(batch_size=batch_rows, columns=columns):
+            raise_if_stop_requested()  # the writers discard their parts: no sidecar is half written
             for i, ((_, scorer, _), writer) in enumerate(zip(todo, writers)):
                 started = time.perf_counter()
                 own = batch.select(list(scorer.input_columns))
