@@ -29,6 +29,7 @@ from tests.storage.test_warc import Page, crawl, write_warc
 from thresher.config import IngestConfig, InputSpec
 from thresher.schema import QuarantineReason, make_doc_id
 from thresher.storage import remote
+from thresher.storage.file_errors import StoreUnavailable
 from thresher.storage.formats import KNOWN_EXTENSIONS, expand_inputs, file_fingerprint
 from thresher.storage.ingest import ingest_shard, retire_superseded
 from thresher.storage.readers import InputError, discover_shards
@@ -256,6 +257,30 @@ def test_throttled_requests_are_retried_by_botocore(s3, sample_data, endpoint, m
     assert len(retried) == 2, [r.getMessage() for r in caplog.records if "etry" in r.getMessage()][:10]
     assert not [r for r in caplog.records if r.name == "s3fs" and "maybe retryable" in r.getMessage()]
     assert remote.filesystem("s3").config_kwargs["retries"] == {"total_max_attempts": 10, "mode": "adaptive"}
+
+
+def test_a_store_unavailable_past_its_retries_fails_the_read_and_quarantines_nothing(
+        s3, sample_data, endpoint, monkeypatch, tmp_path):
+    """A good file the store would not serve (503 past botocore's retries) is not the file's fault:
+    quarantined, it would be lost to the run for good, since a rerun skips a finished shard. The read
+    fails with StoreUnavailable (one `error:` line from the command), writes nothing, and reading
+    again once the store answers gives every row."""
+    lines = (sample_data / "c4_sample.jsonl").read_bytes()
+    s3.put_object(Bucket=s3.bucket, Key="u/c4.json.gz", Body=gzip.compress(lines, mtime=0))
+    spec = InputSpec(paths=[f"s3://{s3.bucket}/u/**"])
+    monkeypatch.setenv("AWS_MAX_ATTEMPTS", "2")  # botocore's attempts: 2 instead of thresher's 10
+    [shard] = discover_shards(spec)  # planned while the store answers
+    run = RunDir(tmp_path / "run")
+    run.init()
+    with ThrottlingProxy(endpoint, throttle=10**9) as proxy:
+        monkeypatch.setenv("AWS_ENDPOINT_URL_S3", proxy.endpoint)
+        with pytest.raises(StoreUnavailable, match=r"did not answer after 2 attempts .*run the command again"):
+            ingest_shard(run, shard, spec, IngestConfig())
+    assert proxy.throttled >= 2
+    assert not list((tmp_path / "run").rglob("*.parquet")), "a shard or a quarantine row was written"
+    monkeypatch.setenv("AWS_ENDPOINT_URL_S3", endpoint)
+    result = ingest_shard(run, shard, spec, IngestConfig())
+    assert result["rows_written"] == len(lines.splitlines()) and result["rows_quarantined"] == 0
 
 
 # ------------------------------------------------------------------------------------------

@@ -50,11 +50,13 @@ def user_errors() -> tuple[type[BaseException], ...]:
     from thresher.dashboards.data import CatalogUnavailable
     from thresher.llm.protocol import LMError
     from thresher.perplexity.train_kenlm import KenLMTrainingError
+    from thresher.storage.file_errors import StoreUnavailable
     from thresher.storage.readers import InputError
     from thresher.storage.run_lock import RunLocked
 
     # ValueError covers ConfigError, pydantic's ValidationError and every stage's *Error(ValueError).
-    return (ValueError, FileNotFoundError, InputError, LMError, KenLMTrainingError, CatalogUnavailable, RunLocked)
+    return (ValueError, FileNotFoundError, InputError, StoreUnavailable, LMError, KenLMTrainingError,
+            CatalogUnavailable, RunLocked)
 
 
 class _EngineFailures(logging.Filter):

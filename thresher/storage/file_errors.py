@@ -21,3 +21,9 @@ class InputError(Exception):
     def __init__(self, message: str, reason: str = QuarantineReason.UNREADABLE_FILE):
         super().__init__(message)
         self.reason = reason
+
+
+class StoreUnavailable(Exception):
+    """An object store that did not answer after its client's retries (throttling, 5xx, a broken
+    connection, a timeout): the file is fine, so it is not quarantined. The command fails, nothing of
+    the file is kept (a shard is written atomically), and running it again reads the file."""

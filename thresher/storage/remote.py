@@ -32,7 +32,7 @@ import re
 from collections.abc import Callable
 from typing import Any, BinaryIO
 
-from thresher.storage.file_errors import InputError
+from thresher.storage.file_errors import InputError, StoreUnavailable
 
 _PROTOCOL = re.compile(r"^([A-Za-z][A-Za-z0-9+.-]*)://")
 # `scheme://user[:secret]@` before the bucket; an access key has no "/" (a secret may), and a bucket
@@ -260,16 +260,58 @@ def _content_fingerprint(url: str, total: int) -> str:
 # Reading
 
 
+# What a store says when asking again later may succeed: the request itself was fine. botocore has
+# retried these already (S3_RETRIES); s3fs hands them on as OSErrors caused by the ClientError.
+_TRANSIENT_STATUS = frozenset({429, 500, 502, 503, 504})
+_TRANSIENT_CODES = frozenset({"SlowDown", "Throttling", "ThrottlingException", "TooManyRequests", "RequestTimeout",
+                              "RequestLimitExceeded", "ServiceUnavailable", "InternalError"})
+# Connection failures of botocore and aiohttp, by name: neither package is imported for a local run.
+_TRANSIENT_TYPES = frozenset({"EndpointConnectionError", "ConnectTimeoutError", "ReadTimeoutError",
+                              "ConnectionClosedError", "ProxyConnectionError", "ResponseStreamingError",
+                              "ClientConnectorError", "ClientConnectionError", "ServerDisconnectedError",
+                              "ClientOSError", "ClientPayloadError", "ServerTimeoutError"})
+
+
+def is_transient(exc: BaseException | None) -> bool:
+    """Whether `exc`, or an exception it was raised from, says the store was unavailable for now."""
+    seen: set[int] = set()
+    while exc is not None and id(exc) not in seen:
+        seen.add(id(exc))
+        if isinstance(exc, (ConnectionError, TimeoutError)) or type(exc).__name__ in _TRANSIENT_TYPES:
+            return True
+        response = getattr(exc, "response", None)
+        if isinstance(response, dict):
+            status = response.get("ResponseMetadata", {}).get("HTTPStatusCode")
+            if status in _TRANSIENT_STATUS or response.get("Error", {}).get("Code") in _TRANSIENT_CODES:
+                return True
+        exc = exc.__cause__ or exc.__context__
+    return False
+
+
+def _describe(exc: BaseException) -> str:
+    return f"{type(exc).__name__}: {' '.join(str(exc).split())[:300]}"
+
+
 def _guarded(url: str, method: Callable, *args: Any, **kwargs: Any) -> Any:
-    """`method(*args, **kwargs)` with its failures as OSErrors (see _GuardedFile)."""
+    """`method(*args, **kwargs)` with its failures as OSErrors (see _GuardedFile), except a store
+    that is unavailable for now: StoreUnavailable, which fails the command instead of quarantining
+    a good file."""
     try:
         return method(*args, **kwargs)
-    except OSError as exc:
-        if type(exc).__name__ == "FileExpired":
-            raise FileNotFoundError(f"{url} changed after it was planned (another ETag)") from exc
-        raise
     except Exception as exc:  # noqa: BLE001 - see _GuardedFile
-        raise OSError(f"{url}: {type(exc).__name__}: {' '.join(str(exc).split())[:300]}") from exc
+        if is_transient(exc):
+            raise StoreUnavailable(f"{url}: the store did not answer after {_retries()} ({_describe(exc)}); "
+                                   "nothing of this file was kept: run the command again to read it") from exc
+        if isinstance(exc, OSError):
+            if type(exc).__name__ == "FileExpired":
+                raise FileNotFoundError(f"{url} changed after it was planned (another ETag)") from exc
+            raise
+        raise OSError(f"{url}: {_describe(exc)}") from exc
+
+
+def _retries() -> str:
+    attempts = os.environ.get("AWS_MAX_ATTEMPTS") or S3_RETRIES["total_max_attempts"]
+    return f"{attempts} attempts"
 
 
 class _GuardedFile(io.RawIOBase):
@@ -282,9 +324,10 @@ class _GuardedFile(io.RawIOBase):
     whole block, 8 MiB here, on the first read: twice per file when the format is sniffed.)
 
     The readers quarantine OSError; a botocore or aiohttp error past the retries would otherwise
-    escape them. An object changed since it was opened (s3fs reads with If-Match on the planned
-    ETag) is reported as vanished: the content that was planned is gone, and a later plan reads the
-    new content under its new fingerprint."""
+    escape them. A store unavailable for now (throttling, 5xx, a broken connection) is not the
+    file's fault: StoreUnavailable fails the command, and a rerun reads the file. An object changed
+    since it was opened (s3fs reads with If-Match on the planned ETag) is reported as vanished: the
+    content that was planned is gone, and a later plan reads the new content under its new fingerprint."""
 
     def __init__(self, url: str, inner: Any):
         super().__init__()
