@@ -144,8 +144,8 @@ def run_flow(fn: Callable[..., T], *args: Any, **kwargs: Any) -> T:
     from thresher.progress import show_progress
 
     quiet_prefect_failures()
-    if threading.current_thread() is threading.main_thread():
-        signal.signal(signal.SIGTERM, _exit_on_sigterm)
+    in_main_thread = threading.current_thread() is threading.main_thread()
+    previous = signal.signal(signal.SIGTERM, _exit_on_sigterm) if in_main_thread else None
     try:
         with show_progress(console):
             return fn(*args, **kwargs)
@@ -156,6 +156,9 @@ def run_flow(fn: Callable[..., T], *args: Any, **kwargs: Any) -> T:
         if debug_enabled():
             traceback.print_exc(file=sys.stderr)  # plain text: whole lines, greppable, whatever the width
         fail_on(exc)
+    finally:
+        if previous is not None:  # a caller in the same process (a test, a notebook) keeps its own handler
+            signal.signal(signal.SIGTERM, previous)
 
 
 def print_version(value: bool) -> None:
