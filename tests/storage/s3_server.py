@@ -31,12 +31,14 @@ def moto_s3_server() -> Iterator[str]:
 
 
 class ThrottlingProxy:
-    """Answers the first `throttle` requests with 503 SlowDown and forwards every later one to
-    `upstream` unchanged; `requests` counts all, `throttled` those it refused."""
+    """Answers the first `throttle` requests with 503 SlowDown, and every request while `outage` is
+    set, and forwards the others to `upstream` unchanged; `requests` counts all, `throttled` those
+    it refused."""
 
-    def __init__(self, upstream: str, throttle: int):
+    def __init__(self, upstream: str, throttle: int = 0):
         self.upstream = urlsplit(upstream)
         self.throttle = throttle
+        self.outage = False
         self.requests = 0
         self.throttled = 0
         self._lock = threading.Lock()
@@ -52,7 +54,7 @@ class ThrottlingProxy:
                 body = self.rfile.read(int(self.headers.get("Content-Length") or 0))
                 with proxy._lock:
                     proxy.requests += 1
-                    refuse = proxy.throttled < proxy.throttle
+                    refuse = proxy.outage or proxy.throttled < proxy.throttle
                     proxy.throttled += refuse
                 if refuse:
                     self.send_response(503)

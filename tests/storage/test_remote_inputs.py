@@ -10,6 +10,7 @@ import gzip
 import json
 import logging
 import os
+import re
 import subprocess
 import sys
 import uuid
@@ -268,18 +269,24 @@ def test_a_store_unavailable_past_its_retries_fails_the_read_and_quarantines_not
     lines = (sample_data / "c4_sample.jsonl").read_bytes()
     s3.put_object(Bucket=s3.bucket, Key="u/c4.json.gz", Body=gzip.compress(lines, mtime=0))
     spec = InputSpec(paths=[f"s3://{s3.bucket}/u/**"])
-    monkeypatch.setenv("AWS_MAX_ATTEMPTS", "2")  # botocore's attempts: 2 instead of thresher's 10
-    [shard] = discover_shards(spec)  # planned while the store answers
     run = RunDir(tmp_path / "run")
     run.init()
-    with ThrottlingProxy(endpoint, throttle=10**9) as proxy:
+    # One endpoint (and so one filesystem) throughout: the proxy, whose outage is switched on and off.
+    with ThrottlingProxy(endpoint) as proxy:
         monkeypatch.setenv("AWS_ENDPOINT_URL_S3", proxy.endpoint)
-        with pytest.raises(StoreUnavailable, match=r"did not answer after 2 attempts .*run the command again"):
-            ingest_shard(run, shard, spec, IngestConfig())
-    assert proxy.throttled >= 2
-    assert not list((tmp_path / "run").rglob("*.parquet")), "a shard or a quarantine row was written"
-    monkeypatch.setenv("AWS_ENDPOINT_URL_S3", endpoint)
-    result = ingest_shard(run, shard, spec, IngestConfig())
+        monkeypatch.setenv("AWS_MAX_ATTEMPTS", "2")  # botocore's attempts: 2 instead of thresher's 10
+        [shard] = discover_shards(spec)  # planned while the store answers
+        proxy.outage = True
+        try:
+            result = ingest_shard(run, shard, spec, IngestConfig())
+        except StoreUnavailable as exc:
+            assert re.search(r"did not answer after 2 attempts .*run the command again", str(exc)), exc
+        else:
+            pytest.fail(f"the read did not fail ({proxy.throttled} requests refused): {result}")
+        assert proxy.throttled >= 2
+        assert not list((tmp_path / "run").rglob("*.parquet")), "a shard or a quarantine row was written"
+        proxy.outage = False
+        result = ingest_shard(run, shard, spec, IngestConfig())
     assert result["rows_written"] == len(lines.splitlines()) and result["rows_quarantined"] == 0
 
 
