@@ -20,7 +20,6 @@ import argparse
 import json
 import os
 import resource
-import socket
 import subprocess
 import sys
 import threading
@@ -34,18 +33,13 @@ os.environ.setdefault("TRANSFORMERS_VERBOSITY", "error")
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 
+from tests.llm.servers import free_port  # noqa: E402
 from thresher.judges.judges import build_judge  # noqa: E402
 from thresher.llm.openai_http import wait_for_server  # noqa: E402
 from thresher.llm.packaged import DEFAULT_JUDGE_MODEL, gguf_path  # noqa: E402
 
 LLAMA_SERVER = REPO / ".tools" / "bin" / "llama-server"
 ALPACA = REPO / "tests" / "data" / "alpaca_sample.json"
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
 
 
 def rss_mib(pid: int) -> float:

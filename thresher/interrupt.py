@@ -33,10 +33,6 @@ def clear_stop() -> None:
     _stop.clear()
 
 
-def stop_requested() -> bool:
-    return _stop.is_set()
-
-
 def raise_if_stop_requested() -> None:
     if _stop.is_set():
         raise Interrupted("interrupted: stopped between batches; what finished is kept, run the command again "

@@ -128,11 +128,15 @@ def fail_on(exc: BaseException) -> NoReturn:
 INTERRUPTED = "interrupted: what finished is kept; run the same command again to resume"
 
 
+def _exit_interrupted(signum: int) -> NoReturn:
+    print(f"\n{INTERRUPTED}", file=sys.stderr, flush=True)
+    raise SystemExit(128 + signum)
+
+
 def _exit_on_sigterm(signum: int, frame: Any) -> None:
     """SIGTERM ends the command like Ctrl-C does: through Python's exit, so that atexit handlers
     stop Prefect's temporary server (the default action would leave it running, orphaned)."""
-    print(f"\n{INTERRUPTED}", file=sys.stderr, flush=True)
-    raise SystemExit(128 + signum)
+    _exit_interrupted(signum)
 
 
 def run_flow(fn: Callable[..., T], *args: Any, **kwargs: Any) -> T:
@@ -150,8 +154,7 @@ def run_flow(fn: Callable[..., T], *args: Any, **kwargs: Any) -> T:
         with show_progress(console):
             return fn(*args, **kwargs)
     except KeyboardInterrupt:
-        print(f"\n{INTERRUPTED}", file=sys.stderr, flush=True)
-        raise SystemExit(128 + signal.SIGINT) from None
+        _exit_interrupted(signal.SIGINT)
     except user_errors() as exc:
         if debug_enabled():
             traceback.print_exc(file=sys.stderr)  # plain text: whole lines, greppable, whatever the width
